@@ -1,0 +1,211 @@
+"""The aiohttp application: Okta hook endpoint, health probes and metrics."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.config import GatewayConfig
+from gateway.logs import UsernameRedactor
+from gateway.metrics import GatewayMetrics
+from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
+from gateway.routing import Router
+from gateway.service import PasswordImportService
+from plugins.base import Source
+from plugins.registry import source_class
+
+logger = logging.getLogger(__name__)
+decision_logger = logging.getLogger("gateway.decision")
+
+CONFIG = web.AppKey("config", GatewayConfig)
+METRICS = web.AppKey("metrics", GatewayMetrics)
+SOURCES = web.AppKey("sources", dict[str, Source])
+SERVICE = web.AppKey("service", PasswordImportService)
+REDACT = web.AppKey("redact", UsernameRedactor)
+
+_JSON = "application/json"
+
+
+def create_app(
+    config: GatewayConfig, sources: Mapping[str, Source] | None = None
+) -> web.Application:
+    """Build the app; sources are created from config unless given (tests may inject them)."""
+    # The body limit is enforced by the hook handler after authentication, not by aiohttp.
+    app = web.Application(
+        client_max_size=config.server.max_body_bytes, middlewares=[_never_5xx_to_okta]
+    )
+    metrics = GatewayMetrics()
+    built = dict(sources) if sources is not None else _build_sources(config)
+    metrics.declare_sources(built)
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[SOURCES] = built
+    app[SERVICE] = PasswordImportService(Router(config.routes), built, metrics)
+    app[REDACT] = UsernameRedactor(config.logging.usernames)
+    app.cleanup_ctx.append(_sources_ctx)
+    app.router.add_post(config.okta.hook_path, handle_password_import)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    app.router.add_get("/metrics", handle_metrics)
+    return app
+
+
+def _build_sources(config: GatewayConfig) -> dict[str, Source]:
+    return {sc.name: source_class(sc.type)(sc) for sc in config.sources}
+
+
+async def _sources_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Start every source (none blocks start-up when its upstream is down), close them at exit."""
+    started: list[Source] = []
+    try:
+        for source in app[SOURCES].values():
+            await source.start()
+            started.append(source)
+            app[METRICS].source_ready.labels(source=source.name).set(int(source.ready))
+        logger.info(
+            "gateway started",
+            extra={
+                "sources": {s.name: s.ready for s in started},
+                "hook_path": app[CONFIG].okta.hook_path,
+            },
+        )
+        yield
+    finally:
+        for source in reversed(started):
+            await source.close()
+
+
+@web.middleware
+async def _never_5xx_to_okta(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Answer UNVERIFIED instead of a 5xx: a 5xx makes Okta resend the clear-text password."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        if request.path != request.app[CONFIG].okta.hook_path:
+            raise
+        logger.exception("hook handler failed; answering UNVERIFIED")
+        request.app[METRICS].hook_requests.labels(outcome="unverified").inc()
+        return web.Response(body=reply_body(False), content_type=_JSON)
+
+
+def _authorized(request: web.Request, config: GatewayConfig) -> bool:
+    presented = request.headers.get(config.okta.auth.header)
+    if presented is None:
+        return False
+    presented_bytes = presented.encode("utf-8", "surrogateescape")
+    matched = False
+    for secret in config.okta.auth.secrets:  # check all, so timing does not reveal which matched
+        matched |= hmac.compare_digest(presented_bytes, secret.get_secret_value().encode())
+    return matched
+
+
+def _error(status: int, summary: str, body: bytes | None = None) -> web.Response:
+    payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
+    return web.Response(status=status, body=payload, content_type=_JSON)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """Read the body; None when it is over `limit` (declared or actual)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def handle_password_import(request: web.Request) -> web.Response:
+    """POST from Okta: auth (401) -> size (413) -> shape (400) -> decision (always 200)."""
+    app = request.app
+    config, metrics = app[CONFIG], app[METRICS]
+    loop_time = request.loop.time()
+    deadline = loop_time + config.budget_seconds
+    if not _authorized(request, config):
+        metrics.hook_requests.labels(outcome="unauthorized").inc()
+        return _error(401, "missing or wrong hook credentials")
+    body = await _read_body(request, config.server.max_body_bytes)
+    if body is None:
+        metrics.hook_requests.labels(outcome="too_large").inc()
+        return _error(413, f"body larger than {config.server.max_body_bytes} bytes")
+    try:
+        hook = parse_password_import(body)
+    except BadHookRequest as err:
+        metrics.hook_requests.labels(outcome="bad_request").inc()
+        return _error(400, err.summary, err.body())
+    metrics.inflight.inc()
+    try:
+        decision = await app[SERVICE].decide(hook.username, hook.password, deadline)
+    finally:
+        metrics.inflight.dec()
+    outcome = "verified" if decision.verified else "unverified"
+    metrics.hook_requests.labels(outcome=outcome).inc()
+    _log_decision(app, hook, outcome, decision.reason, decision.route, decision.source,
+                  request.loop.time() - loop_time)  # fmt: skip
+    return web.Response(body=reply_body(decision.verified), content_type=_JSON)
+
+
+def _log_decision(
+    app: web.Application,
+    hook: PasswordImportRequest,
+    outcome: str,
+    reason: str,
+    route: str | None,
+    source: str | None,
+    seconds: float,
+) -> None:
+    decision_logger.info(
+        "hook_decision",
+        extra={
+            "event": "hook_decision",
+            "event_id": hook.event_id,
+            "okta_request_id": hook.request_id,
+            "user": app[REDACT](hook.username),
+            "route": route,
+            "source": source,
+            "result": outcome,
+            "reason": reason,
+            "latency_ms": round(seconds * 1000, 1),
+        },
+    )
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    """Liveness: the process answers."""
+    return web.json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    """Readiness: every source has started; the body says which has not and why."""
+    sources = request.app[SOURCES]
+    detail = {
+        name: {"ready": s.ready, **({"last_error": s.last_error} if not s.ready else {})}
+        for name, s in sources.items()
+    }
+    metrics = request.app[METRICS]
+    for name, s in sources.items():
+        metrics.source_ready.labels(source=name).set(int(s.ready))
+    ready = all(s.ready for s in sources.values())
+    return web.json_response(
+        {"status": "ready" if ready else "not_ready", "sources": detail},
+        status=200 if ready else 503,
+    )
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition of this app's registry."""
+    for name, s in request.app[SOURCES].items():
+        request.app[METRICS].source_ready.labels(source=name).set(int(s.ready))
+    body = generate_latest(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

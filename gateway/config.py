@@ -1,0 +1,340 @@
+"""Load, expand and validate `config.yaml`, reporting every problem by its path."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from plugins.base import SourceConfig
+from plugins.registry import UnknownSourceType, available_types, source_class
+
+# Keys ending like this hold secrets and may instead be given as `<key>_file: /run/secrets/...`.
+SECRET_KEY_SUFFIXES = ("secret", "secrets", "password", "token")
+_ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class ConfigError(Exception):
+    """A configuration with one or more problems, each tied to a path like `sources[0].tenant_id`."""
+
+    def __init__(self, problems: Iterable[tuple[str, str]]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.lines()))
+
+    def lines(self) -> list[str]:
+        """One human sentence per problem."""
+        return [f"{path}: {message}" if path else message for path, message in self.problems]
+
+
+def format_path(loc: Iterable[str | int]) -> str:
+    """Render a location tuple as `sources[0].tenant_id`."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+class _Strict(BaseModel):
+    """Config sections reject unknown keys, so a typo never silently falls back to a default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    """Serve HTTPS directly (otherwise terminate TLS at the load balancer)."""
+
+    cert_file: str
+    key_file: str
+
+
+class ServerConfig(_Strict):
+    """Where the gateway listens."""
+
+    host: str = "0.0.0.0"  # noqa: S104 - a container's service port
+    port: int = Field(8080, ge=1, le=65535)
+    max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    tls: TlsConfig | None = None
+
+
+class HookAuthConfig(_Strict):
+    """Inbound authentication: Okta sends `header: <secret>` exactly as configured."""
+
+    header: str = "Authorization"
+    secrets: list[SecretStr] = Field(min_length=1)
+
+    @field_validator("secrets")
+    @classmethod
+    def _no_empty_secret(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(s.get_secret_value()) < 8 for s in value):
+            raise ValueError("every secret must be at least 8 characters")
+        return value
+
+
+class OktaConfig(_Strict):
+    """The Okta side of the hook."""
+
+    hook_path: str = "/okta/password-import"
+    auth: HookAuthConfig
+
+    @field_validator("hook_path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or " " in value:
+            raise ValueError("must be an absolute URL path such as /okta/password-import")
+        return value
+
+
+class RouteMatch(_Strict):
+    """Which usernames a route takes: by domain (case-insensitive) or by a regular expression."""
+
+    domains: list[str] | None = None
+    regex: str | None = None
+
+    @field_validator("domains")
+    @classmethod
+    def _lower_domains(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [d.strip().lower().lstrip("@") for d in value]
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression ({err})") from None
+        return value
+
+
+class UsernameRewrite(_Strict):
+    """How a route turns what the user typed into what the source expects."""
+
+    append_domain: str | None = None  # jdoe -> jdoe@contoso.com (only when no @ was typed)
+    pattern: str | None = None  # re.sub(pattern, replacement, username, count=1)
+    replacement: str | None = None
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as err:
+                raise ValueError(f"not a valid regular expression ({err})") from None
+        return value
+
+
+class RouteConfig(_Strict):
+    """One routing rule; routes are tried in order, the first match wins."""
+
+    name: str | None = None
+    match: RouteMatch
+    sources: list[str] = Field(min_length=1)
+    rewrite: UsernameRewrite | None = None
+
+
+class LoggingConfig(_Strict):
+    """Log format and what usernames look like in logs."""
+
+    format: Literal["json", "text"] = "json"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    usernames: Literal["hash", "mask", "clear"] = "hash"
+    library_debug: bool = False
+
+
+class _TopLevel(_Strict):
+    """The file's shape; sources are checked afterwards by their own type's schema."""
+
+    server: ServerConfig = ServerConfig()
+    okta: OktaConfig
+    budget_seconds: float = Field(2.5, gt=0, lt=3.0)
+    sources: list[dict[str, Any]] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(min_length=1)
+    logging: LoggingConfig = LoggingConfig()
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The validated configuration the gateway runs on."""
+
+    server: ServerConfig
+    okta: OktaConfig
+    budget_seconds: float
+    sources: tuple[SourceConfig, ...]
+    routes: tuple[RouteConfig, ...]
+    logging: LoggingConfig
+
+
+def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> GatewayConfig:
+    """Read a YAML file and validate it; raise ConfigError listing every problem."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError([("", f"cannot read config file {path}: {err.strerror}")]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([("", f"config file {path} is not UTF-8 text")]) from None
+    return parse_config(text, env=env)
+
+
+def parse_config(text: str, env: dict[str, str] | None = None) -> GatewayConfig:
+    """Validate YAML text (after `${VAR}` and `*_file` expansion)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError([("", f"not valid YAML{where}")]) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            [("", "the config must be a YAML mapping (server:, okta:, sources:, ...)")]
+        )
+    problems: list[tuple[str, str]] = []
+    expanded = _expand(raw, (), os.environ if env is None else env, problems)
+    return _validate(expanded, problems)
+
+
+def _expand(
+    node: Any, loc: tuple[str | int, ...], env: Any, problems: list[tuple[str, str]]
+) -> Any:
+    """Substitute `${VAR}` / `${VAR:-default}` in strings and read `<secret>_file` keys."""
+    if isinstance(node, str):
+        return _expand_env(node, loc, env, problems)
+    if isinstance(node, list):
+        return [_expand(item, (*loc, i), env, problems) for i, item in enumerate(node)]
+    if not isinstance(node, dict):
+        return node
+    out: dict[Any, Any] = {}
+    for key, value in node.items():
+        here = (*loc, str(key))
+        expanded = _expand(value, here, env, problems)
+        stem = key[: -len("_file")] if isinstance(key, str) and key.endswith("_file") else None
+        if stem and stem.endswith(SECRET_KEY_SUFFIXES):
+            if stem in node:
+                problems.append((format_path(here), f"give either {stem} or {key}, not both"))
+                continue
+            out[stem] = _read_secret_file(stem, expanded, here, problems)
+        else:
+            out[key] = expanded
+    return out
+
+
+def _expand_env(
+    text: str, loc: tuple[str | int, ...], env: Any, problems: list[tuple[str, str]]
+) -> str:
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is not None:
+                return str(default)
+            problems.append((format_path(loc), f"environment variable {name} is not set"))
+            return ""
+        return str(value)
+
+    return _ENV_PATTERN.sub(substitute, text)
+
+
+def _read_secret_file(
+    stem: str, path: Any, loc: tuple[str | int, ...], problems: list[tuple[str, str]]
+) -> Any:
+    if not isinstance(path, str) or not path:
+        problems.append((format_path(loc), "must be a file path"))
+        return None
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or "not UTF-8 text"
+        problems.append((format_path(loc), f"cannot read secret file {path}: {reason}"))
+        return None
+    if stem.endswith("secrets"):  # a list: one secret per line
+        return [line.strip() for line in content.splitlines() if line.strip()]
+    return content.rstrip("\r\n")
+
+
+def _pydantic_problems(
+    err: ValidationError, prefix: tuple[str | int, ...] = ()
+) -> list[tuple[str, str]]:
+    problems = []
+    for item in err.errors(include_url=False):
+        loc = (*prefix, *item["loc"])
+        kind = item["type"]
+        if kind == "missing":
+            message = "missing"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        else:
+            message = item["msg"].removeprefix("Value error, ")
+        problems.append((format_path(loc), message))
+    return problems
+
+
+def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayConfig:
+    try:
+        top = _TopLevel.model_validate(raw)
+    except ValidationError as err:
+        problems.extend(_pydantic_problems(err))
+        top = None
+    sources = _validate_sources(raw.get("sources"), problems)
+    if top is not None:
+        names = [s.name for s in sources]
+        for i, name in enumerate(names):
+            if names.index(name) != i:
+                problems.append((f"sources[{i}].name", f"duplicate source name {name!r}"))
+        known = set(names)
+        for r, route in enumerate(top.routes):
+            for s, source in enumerate(route.sources):
+                if source not in known and len(sources) == len(raw.get("sources") or []):
+                    problems.append((f"routes[{r}].sources[{s}]", f"no source is named {source!r}"))
+            if (route.match.domains is None) == (route.match.regex is None):
+                problems.append((f"routes[{r}].match", "give exactly one of domains or regex"))
+            rewrite = route.rewrite
+            if rewrite is not None and (rewrite.pattern is None) != (rewrite.replacement is None):
+                problems.append((f"routes[{r}].rewrite", "pattern and replacement go together"))
+    if problems or top is None:
+        raise ConfigError(problems)
+    return GatewayConfig(
+        server=top.server,
+        okta=top.okta,
+        budget_seconds=top.budget_seconds,
+        sources=tuple(sources),
+        routes=tuple(top.routes),
+        logging=top.logging,
+    )
+
+
+def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list[SourceConfig]:
+    if not isinstance(raw_sources, list):
+        return []
+    out = []
+    for i, raw in enumerate(raw_sources):
+        if not isinstance(raw, dict):
+            continue  # already reported by the top-level schema
+        type_name = raw.get("type")
+        if not isinstance(type_name, str):
+            problems.append((f"sources[{i}].type", "missing"))
+            continue
+        try:
+            cls = source_class(type_name)
+        except UnknownSourceType:
+            known = ", ".join(available_types())
+            problems.append(
+                (f"sources[{i}].type", f"unknown source type {type_name!r} (known: {known})")
+            )
+            continue
+        try:
+            out.append(cls.config_class.model_validate(raw))
+        except ValidationError as err:
+            problems.extend(_pydantic_problems(err, ("sources", i)))
+    return out

@@ -1,0 +1,1 @@
+"""Source plugins: one module per directory type behind the interface in `plugins.base`."""

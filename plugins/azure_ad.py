@@ -1,0 +1,457 @@
+"""Microsoft Entra ID (Azure AD) source: ROPC through msal's ConfidentialClientApplication.
+
+msal is blocking and has caches that are wrong for a password checker (reference/entra-ropc-msal.md
+§4): it replays one user's 429/5xx to every other user and breaks for good after ~1,000 cached
+entries. So this module gives msal an HTTP cache and a token cache that store nothing, and does
+the caching that is worth doing (user realm per domain) in the `requests.Session` it hands msal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import msal
+import requests
+from cachetools import TLRUCache
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from requests.adapters import HTTPAdapter
+
+from plugins.base import Result, Source, SourceConfig, Verdict, is_loopback_http
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
+# msal insists on an https authority; in loopback mode it gets this one and every URL is rewritten.
+LOOPBACK_AUTHORITY_HOST = "https://login.loopback.invalid"
+
+# Decision table (reference/entra-ropc-msal.md §2 and §7). Conditional Access and MFA are evaluated
+# after the first factor, so these codes mean the password itself was right.
+MFA_CODES = frozenset({50076, 50079, 50072, 50074, 50158})
+CONDITIONAL_ACCESS_CODES = frozenset({53003})
+PASSWORD_EXPIRED_CODES = frozenset({50055, 50144})
+# The gateway or the tenant is set up wrong: nobody can be verified until an admin fixes it.
+MISCONFIGURATION_CODES = frozenset(
+    {65001, 7000218, 7000215, 7000222, 700016, 90002, 9001023, 50194, 530032, 530035,
+     50105, 70011, 500011, 700027, 7000112, 70002, 700023}
+)  # fmt: skip
+# Entra is throttling: for one user (loop detection) or for the whole tenant.
+THROTTLING_CODES = frozenset({50196, 90055})
+# Pass-through authentication agents / on-premises AD could not be reached.
+TRANSIENT_CODES = frozenset({80001, 80002, 80005, 80007, 80014, 90033})
+_AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
+
+
+class AzureAdPolicy(BaseModel):
+    """Product decisions for codes that imply a right password but another obstacle."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mfa_required: Literal["verified", "unverified"] = "verified"
+    conditional_access_blocked: Literal["verified", "unverified"] = "verified"
+    password_expired: Literal["verified", "unverified"] = "unverified"  # noqa: S105
+
+
+class AzureAdCertificate(BaseModel):
+    """Client certificate credential (preferred over a secret by Microsoft)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    private_key_file: str
+    certificate_file: str  # PEM; its SHA-1 thumbprint identifies the key to Entra
+    send_certificate_chain: bool = False  # x5c, for subject-name/issuer auth
+
+
+class AzureAdTimeouts(BaseModel):
+    """Per-HTTP-request limits; msal applies none by default."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    connect_seconds: float = Field(1.5, gt=0, le=30)
+    read_seconds: float = Field(2.5, gt=0, le=30)
+
+
+class AzureAdConfig(SourceConfig):
+    """`type: azure_ad`."""
+
+    type: Literal["azure_ad"]
+    tenant_id: str
+    client_id: str
+    client_secret: SecretStr | None = None
+    certificate: AzureAdCertificate | None = None
+    authority: str = DEFAULT_AUTHORITY
+    scopes: list[str] = Field(default_factory=lambda: ["User.Read"])
+    policy: AzureAdPolicy = AzureAdPolicy()
+    timeouts: AzureAdTimeouts = AzureAdTimeouts()
+    max_workers: int = Field(256, ge=1, le=2048)
+    realm_cache_seconds: float = Field(3600, ge=0)
+    realm_cache_size: int = Field(10_000, ge=1)
+    startup_retry_max_seconds: float = Field(60, gt=0)
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _tenant_specific(cls, value: str) -> str:
+        if value.strip().lower() in {"common", "consumers"}:
+            raise ValueError(f"'{value}' cannot verify passwords; use your tenant id")
+        if not re.fullmatch(r"[A-Za-z0-9.-]+", value):
+            raise ValueError("must be a tenant id (GUID) or a verified domain name")
+        return value
+
+    @field_validator("authority")
+    @classmethod
+    def _authority_url(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if is_loopback_http(value):
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.path or parts.query:
+            raise ValueError(
+                "must be https://<host> such as https://login.microsoftonline.com "
+                "(plain http only for an emulator on 127.0.0.1/localhost)"
+            )
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _no_reserved_scopes(cls, value: list[str]) -> list[str]:
+        reserved = {"openid", "profile", "offline_access"} & {s.lower() for s in value}
+        if reserved:
+            raise ValueError(f"msal adds {', '.join(sorted(reserved))} itself; remove them")
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AzureAdConfig:
+        if (self.client_secret is None) == (self.certificate is None):
+            raise ValueError("give exactly one of client_secret or certificate")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        """True when the authority is a local emulator reached over plain HTTP."""
+        return self.authority.startswith("http://")
+
+
+class _NoStoreHttpCache(dict[Any, Any]):
+    """msal's HTTP cache replays answers across users and breaks past 1,024 entries: keep nothing."""
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+class _NoStoreTokenCache(msal.TokenCache):  # type: ignore[misc]
+    """ROPC never reads the token cache; storing every user's tokens would only grow memory."""
+
+    def add(self, event: Any, **kwargs: Any) -> None:
+        return None
+
+
+class _LastResponse(threading.local):
+    """What the token endpoint last answered on this thread (msal hides status codes)."""
+
+    status: int | None = None
+    retry_after: str | None = None
+
+
+class EntraHttpClient(requests.Session):
+    """The `http_client` msal uses: timeouts, realm cache per domain, loopback rewriting.
+
+    In loopback mode every URL msal asks for (any host, including ones the discovery document
+    advertises) goes to the emulator base, keeping path and query.
+    """
+
+    def __init__(self, config: AzureAdConfig) -> None:
+        super().__init__()
+        self._timeout = (config.timeouts.connect_seconds, config.timeouts.read_seconds)
+        self._loopback_base = urlsplit(config.authority) if config.loopback else None
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.max_workers, max_retries=0)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+        # One realm answer per domain: the answer is per domain in practice, and per-user caching
+        # would grow with the user count and cost one extra request per verification.
+        self._realms: TLRUCache[str, requests.Response] = TLRUCache(
+            maxsize=config.realm_cache_size,
+            ttu=lambda _key, _value, now: now + config.realm_cache_seconds,
+            timer=time.monotonic,
+        )
+        self._realms_lock = threading.Lock()
+        self.last = _LastResponse()
+        self.upstream_requests = 0  # for tests and benchmarks: what a verification costs
+
+    def request(
+        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
+    ) -> requests.Response:
+        """Send one request on msal's behalf."""
+        method = method.decode() if isinstance(method, bytes) else method
+        url = url.decode() if isinstance(url, bytes) else url
+        kwargs.setdefault("timeout", self._timeout)
+        kwargs["headers"] = _ascii_headers(kwargs.get("headers"))
+        parts = urlsplit(url)
+        if method == "GET" and parts.path.startswith("/common/userrealm/"):
+            return self._user_realm(url, parts, kwargs)
+        response = self._send(method, url, args, kwargs)
+        if method == "POST":
+            self.last.status = response.status_code
+            self.last.retry_after = response.headers.get("Retry-After")
+        return response
+
+    def _send(self, method: str, url: str, args: Any, kwargs: dict[str, Any]) -> requests.Response:
+        if self._loopback_base is not None:
+            parts = urlsplit(url)
+            base = self._loopback_base
+            url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        self.upstream_requests += 1
+        return super().request(method, url, *args, **kwargs)
+
+    def _user_realm(self, url: str, parts: Any, kwargs: dict[str, Any]) -> requests.Response:
+        # msal formats the username into the URL unescaped ('#', '?', '/' would corrupt it).
+        raw_username = url.split("/common/userrealm/", 1)[1].rsplit("?api-version=", 1)[0]
+        domain = raw_username.rpartition("@")[2].lower() if "@" in raw_username else ""
+        if domain:
+            with self._realms_lock:
+                cached = self._realms.get(domain)
+            if cached is not None:
+                return cached
+        safe_url = urlunsplit(
+            (parts.scheme, parts.netloc, "/common/userrealm/" + quote(raw_username, safe="@"),
+             "api-version=1.0", "")
+        )  # fmt: skip
+        response = self._send("GET", safe_url, (), kwargs)
+        if domain and response.status_code == 200:
+            with self._realms_lock:
+                self._realms[domain] = response
+        return response
+
+
+def _ascii_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+    """Drop header values that are not ASCII: msal copies the username into X-AnchorMailbox.
+
+    http.client would send a non-ASCII username as Latin-1 or fail; the header is only a routing
+    hint for Entra, so leaving it out is safe.
+    """
+    if not headers:
+        return {}
+    return {k: v for k, v in headers.items() if not isinstance(v, str) or v.isascii()}
+
+
+class AzureAdSource(Source):
+    """Verifies passwords against Entra ID with ROPC (managed users) or WS-Trust (federated)."""
+
+    config_class: ClassVar[type[SourceConfig]] = AzureAdConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        if not isinstance(config, AzureAdConfig):
+            raise TypeError("AzureAdSource needs an AzureAdConfig")
+        super().__init__(config)
+        self.settings = config
+        self._app: msal.ConfidentialClientApplication | None = None
+        self._http: EntraHttpClient | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._retry_task: asyncio.Task[None] | None = None
+        self._last_error: str | None = "not_started"
+
+    @property
+    def ready(self) -> bool:
+        """True once msal has read the tenant's discovery document."""
+        return self._app is not None
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the source is not ready yet, as a reason code."""
+        return None if self.ready else self._last_error
+
+    @property
+    def http_client(self) -> EntraHttpClient | None:
+        """The session msal uses (exposed for tests and benchmarks)."""
+        return self._http
+
+    async def start(self) -> None:
+        """Build the msal app once; if Entra is unreachable, keep trying in the background."""
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.settings.max_workers, thread_name_prefix=f"msal-{self.name}"
+        )
+        self._http = EntraHttpClient(self.settings)
+        credential = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._client_credential
+        )
+        if not await self._try_build(credential):
+            self._retry_task = asyncio.create_task(self._build_until_ready(credential))
+
+    async def close(self) -> None:
+        """Stop the background retry, the threads and the connection pool."""
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry_task
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._http is not None:
+            self._http.close()
+
+    async def verify(self, username: str, password: str) -> Verdict:
+        """Ask Entra; every msal exception becomes an `unavailable` or `denied` verdict."""
+        if self._app is None or self._executor is None:
+            return self.verdict(Result.UNAVAILABLE, "not_ready")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._verify_blocking, username, password)
+
+    def _verify_blocking(self, username: str, password: str) -> Verdict:
+        assert self._app is not None and self._http is not None
+        last = self._http.last
+        last.status, last.retry_after = None, None
+        try:
+            answer = self._app.acquire_token_by_username_password(
+                username, password, scopes=list(self.settings.scopes)
+            )
+        except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
+            result, reason = classify_exception(err)
+            logger.debug("entra call failed", extra={"source": self.name, "reason": reason})
+            return self.verdict(result, reason)
+        result, reason = decide(answer, last.status, self.settings.policy)
+        if reason in {f"aadsts_{c}" for c in MISCONFIGURATION_CODES}:
+            logger.error(
+                "entra rejects the gateway's own configuration; fix the app registration",
+                extra={"source": self.name, "reason": reason},
+            )
+        return self.verdict(result, reason)
+
+    async def _try_build(self, credential: Any) -> bool:
+        loop = asyncio.get_running_loop()
+        try:
+            self._app = await loop.run_in_executor(self._executor, self._build_app, credential)
+        except Exception as err:  # noqa: BLE001 - any failure means "retry later"
+            self._last_error = classify_exception(err)[1]
+            logger.warning(
+                "source not ready, will retry",
+                extra={"source": self.name, "reason": self._last_error},
+            )
+            return False
+        logger.info("source ready", extra={"source": self.name})
+        return True
+
+    async def _build_until_ready(self, credential: Any) -> None:
+        delay = 0.5
+        while not await self._try_build_after(delay, credential):
+            delay = min(delay * 2, self.settings.startup_retry_max_seconds)
+
+    async def _try_build_after(self, delay: float, credential: Any) -> bool:
+        await asyncio.sleep(delay)
+        return await self._try_build(credential)
+
+    def _build_app(self, credential: Any) -> msal.ConfidentialClientApplication:
+        settings = self.settings
+        host = LOOPBACK_AUTHORITY_HOST if settings.loopback else settings.authority
+        return msal.ConfidentialClientApplication(
+            settings.client_id,
+            client_credential=credential,
+            authority=f"{host}/{settings.tenant_id}",
+            http_client=self._http,
+            http_cache=_NoStoreHttpCache(),
+            token_cache=_NoStoreTokenCache(),
+            exclude_scopes=["offline_access"],
+            # A non-Microsoft host would be "validated" against login.microsoftonline.com.
+            instance_discovery=False if settings.loopback else None,
+        )
+
+    def _client_credential(self) -> Any:
+        if self.settings.client_secret is not None:
+            return self.settings.client_secret.get_secret_value()
+        cert = self.settings.certificate
+        assert cert is not None
+        public_pem = Path(cert.certificate_file).read_bytes()
+        credential = {
+            "private_key": Path(cert.private_key_file).read_text(encoding="utf-8"),
+            "thumbprint": certificate_thumbprint(public_pem),
+        }
+        if cert.send_certificate_chain:
+            credential["public_certificate"] = public_pem.decode()
+        return credential
+
+
+def error_codes(answer: Mapping[str, Any]) -> list[int]:
+    """AADSTS codes from an msal error dict: `error_codes`, else parsed from the description."""
+    codes = answer.get("error_codes")
+    if isinstance(codes, list) and all(isinstance(c, int) for c in codes) and codes:
+        return codes
+    description = answer.get("error_description")
+    if isinstance(description, str):
+        return [int(c) for c in _AADSTS_IN_TEXT.findall(description)]
+    return []
+
+
+def decide(
+    answer: Mapping[str, Any], http_status: int | None, policy: AzureAdPolicy
+) -> tuple[Result, str]:
+    """Map msal's answer (and the HTTP status it hid) to a result and reason code."""
+    if "access_token" in answer:
+        return Result.VERIFIED, "ok"
+    if http_status == 429:
+        return Result.UNAVAILABLE, "http_429"
+    if http_status is not None and http_status >= 500:
+        return Result.UNAVAILABLE, "http_5xx"
+    codes = set(error_codes(answer))
+    if not codes:
+        return Result.UNAVAILABLE, "bad_response"
+
+    def pick(matched: frozenset[int]) -> str:
+        return f"aadsts_{min(codes & matched)}"
+
+    def by_policy(setting: str) -> Result:
+        return Result.VERIFIED if setting == "verified" else Result.DENIED
+
+    if codes & MISCONFIGURATION_CODES:
+        return Result.UNAVAILABLE, pick(MISCONFIGURATION_CODES)
+    if codes & THROTTLING_CODES:
+        return Result.UNAVAILABLE, pick(THROTTLING_CODES)
+    if codes & TRANSIENT_CODES:
+        return Result.UNAVAILABLE, pick(TRANSIENT_CODES)
+    if codes & MFA_CODES:
+        return by_policy(policy.mfa_required), pick(MFA_CODES)
+    if codes & CONDITIONAL_ACCESS_CODES:
+        return by_policy(policy.conditional_access_blocked), pick(CONDITIONAL_ACCESS_CODES)
+    if codes & PASSWORD_EXPIRED_CODES:
+        return by_policy(policy.password_expired), pick(PASSWORD_EXPIRED_CODES)
+    # 50126, 50034, 50053, 50057, 50135, ... and every code we do not know: fail closed.
+    return Result.DENIED, f"aadsts_{min(codes)}"
+
+
+def classify_exception(err: BaseException) -> tuple[Result, str]:
+    """Map what msal or requests raised to a result and reason.
+
+    Message text is never logged or returned; only the AD FS fault code is read from it, and that
+    carries no user input.
+    """
+    if isinstance(err, requests.Timeout):
+        return Result.UNAVAILABLE, "timeout"
+    if isinstance(err, requests.HTTPError):
+        status = err.response.status_code if err.response is not None else 0
+        if status == 429:
+            return Result.UNAVAILABLE, "http_429"
+        return Result.UNAVAILABLE, "http_5xx" if status >= 500 else "bad_response"
+    if isinstance(err, requests.RequestException):
+        return Result.UNAVAILABLE, "network"
+    if isinstance(err, msal.exceptions.MsalServiceError):
+        return Result.UNAVAILABLE, "http_5xx" if "HTTP Error: 5" in str(err) else "bad_response"
+    if isinstance(err, RuntimeError) and "FailedAuthentication" in str(err):
+        # AD FS answers a wrong password with HTTP 500 and a SOAP fault; msal raises this.
+        return Result.DENIED, "adfs_failed_authentication"
+    if isinstance(err, ValueError):  # JSONDecodeError, MEX without an endpoint, bad discovery
+        return Result.UNAVAILABLE, "bad_response"
+    return Result.UNAVAILABLE, "other"
+
+
+def certificate_thumbprint(pem: bytes) -> str:
+    """SHA-1 thumbprint of a PEM certificate, as Entra shows it (hex)."""
+    der = x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)
+    return hashlib.sha1(der, usedforsecurity=False).hexdigest()

@@ -1,0 +1,93 @@
+"""The interface every password source implements, and the config base its schema extends."""
+
+from __future__ import annotations
+
+import abc
+import ipaddress
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Result(StrEnum):
+    """What a source said about a username/password pair."""
+
+    VERIFIED = "verified"
+    DENIED = "denied"  # the source answered: wrong password / unknown user
+    UNAVAILABLE = (
+        "unavailable"  # the source could not answer: timeout, outage, throttled, misconfigured
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One source's answer, with a short machine reason (`aadsts_50126`, `timeout`, ...)."""
+
+    result: Result
+    source: str  # the configured source name; also the metric label
+    reason: str
+
+    @property
+    def verified(self) -> bool:
+        """True only for a definite yes."""
+        return self.result is Result.VERIFIED
+
+
+class SourceConfig(BaseModel):
+    """Keys every source has; each type extends this and forbids keys it does not know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    type: str
+
+
+class Source(abc.ABC):
+    """A directory that can say whether a username/password pair is right."""
+
+    config_class: ClassVar[type[SourceConfig]] = SourceConfig
+
+    def __init__(self, config: SourceConfig) -> None:
+        self.config = config
+        self.name = config.name
+
+    @property
+    def ready(self) -> bool:
+        """True once the source can verify (clients built, upstream reachable at least once)."""
+        return True
+
+    @property
+    def last_error(self) -> str | None:
+        """A short machine description of the last start-up problem, for `/readyz`."""
+        return None
+
+    async def start(self) -> None:
+        """Open clients, pools and executors; must not raise when the upstream is down."""
+
+    async def close(self) -> None:
+        """Release what `start` opened."""
+
+    @abc.abstractmethod
+    async def verify(self, username: str, password: str) -> Verdict:
+        """Check the pair; never raise for upstream trouble, answer `unavailable` instead."""
+
+    def verdict(self, result: Result, reason: str) -> Verdict:
+        """Build a verdict labelled with this source's name."""
+        return Verdict(result, self.name, reason)
+
+
+def is_loopback_http(url: str) -> bool:
+    """Tell whether a URL is plain HTTP on this machine (an emulator), the only place plain HTTP is allowed. on this machine (an emulator), the only place it is allowed."""
+    match = re.fullmatch(r"http://(\[[^\]]+\]|[^/:\[\]]+)(:\d+)?/?", url)
+    if not match:
+        return False
+    host = match.group(1).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
