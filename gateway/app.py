@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -130,7 +131,8 @@ async def handle_password_import(request: web.Request) -> web.Response:
     """POST from Okta: auth (401) -> size (413) -> shape (400) -> decision (always 200)."""
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
-    loop_time = request.loop.time()
+    loop = asyncio.get_running_loop()
+    loop_time = loop.time()
     deadline = loop_time + config.budget_seconds
     if not _authorized(request, config):
         metrics.hook_requests.labels(outcome="unauthorized").inc()
@@ -152,7 +154,7 @@ async def handle_password_import(request: web.Request) -> web.Response:
     outcome = "verified" if decision.verified else "unverified"
     metrics.hook_requests.labels(outcome=outcome).inc()
     _log_decision(app, hook, outcome, decision.reason, decision.route, decision.source,
-                  request.loop.time() - loop_time)  # fmt: skip
+                  loop.time() - loop_time)  # fmt: skip
     return web.Response(body=reply_body(decision.verified), content_type=_JSON)
 
 

@@ -157,10 +157,19 @@ class _TopLevel(_Strict):
 
     server: ServerConfig = ServerConfig()
     okta: OktaConfig
-    budget_seconds: float = Field(2.5, gt=0, lt=3.0)
+    budget_seconds: float = 2.5
     sources: list[dict[str, Any]] = Field(min_length=1)
     routes: list[RouteConfig] = Field(min_length=1)
     logging: LoggingConfig = LoggingConfig()
+
+    @field_validator("budget_seconds")
+    @classmethod
+    def _below_okta_timeout(cls, value: float) -> float:
+        if not 0 < value < 3:
+            raise ValueError(
+                "must be above 0 and below Okta's 3 s hook timeout (2.5 is a good value)"
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -287,21 +296,7 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
         problems.extend(_pydantic_problems(err))
         top = None
     sources = _validate_sources(raw.get("sources"), problems)
-    if top is not None:
-        names = [s.name for s in sources]
-        for i, name in enumerate(names):
-            if names.index(name) != i:
-                problems.append((f"sources[{i}].name", f"duplicate source name {name!r}"))
-        known = set(names)
-        for r, route in enumerate(top.routes):
-            for s, source in enumerate(route.sources):
-                if source not in known and len(sources) == len(raw.get("sources") or []):
-                    problems.append((f"routes[{r}].sources[{s}]", f"no source is named {source!r}"))
-            if (route.match.domains is None) == (route.match.regex is None):
-                problems.append((f"routes[{r}].match", "give exactly one of domains or regex"))
-            rewrite = route.rewrite
-            if rewrite is not None and (rewrite.pattern is None) != (rewrite.replacement is None):
-                problems.append((f"routes[{r}].rewrite", "pattern and replacement go together"))
+    problems.extend(_cross_reference_problems(raw))
     if problems or top is None:
         raise ConfigError(problems)
     return GatewayConfig(
@@ -312,6 +307,34 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
         routes=tuple(top.routes),
         logging=top.logging,
     )
+
+
+def _cross_reference_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Checks across sections, on the raw data so they run even when a section has other errors."""
+    problems = []
+    raw_sources = raw.get("sources")
+    names = [s.get("name") for s in _list(raw_sources) if isinstance(s, dict)]
+    for i, name in enumerate(names):
+        if name is not None and names.index(name) != i:
+            problems.append((f"sources[{i}].name", f"duplicate source name {name!r}"))
+    for r, route in enumerate(_list(raw.get("routes"))):
+        if not isinstance(route, dict):
+            continue
+        route_sources = route.get("sources")
+        for s, source in enumerate(_list(route_sources)):
+            if isinstance(source, str) and source not in names:
+                problems.append((f"routes[{r}].sources[{s}]", f"no source is named {source!r}"))
+        match = route.get("match")
+        if isinstance(match, dict) and ("domains" in match) == ("regex" in match):
+            problems.append((f"routes[{r}].match", "give exactly one of domains or regex"))
+        rewrite = route.get("rewrite")
+        if isinstance(rewrite, dict) and ("pattern" in rewrite) != ("replacement" in rewrite):
+            problems.append((f"routes[{r}].rewrite", "pattern and replacement go together"))
+    return problems
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list[SourceConfig]:

@@ -1,0 +1,21 @@
+# Okta password-import gateway. Config and secrets are mounted at run time, never baked in:
+#   docker run -p 8080:8080 -v $PWD/config.yaml:/etc/gateway/config.yaml:ro \
+#     -e OKTA_HOOK_SECRET -e AZURE_TENANT_ID -e AZURE_CLIENT_ID -e AZURE_CLIENT_SECRET gateway
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+COPY plugins ./plugins
+RUN pip install --no-cache-dir --prefix=/install .
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY --from=build /install /usr/local
+RUN useradd --system --uid 10001 --no-create-home gateway
+USER 10001
+EXPOSE 8080
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=2).status == 200 else 1)"]
+# Exec form: the gateway is PID 1 and gets SIGTERM directly, so aiohttp drains in-flight calls.
+ENTRYPOINT ["gateway", "serve"]
+CMD ["-c", "/etc/gateway/config.yaml"]

@@ -1,0 +1,1 @@
+"""Tests mirror gateway/ and plugins/."""

@@ -1,0 +1,188 @@
+"""Config loading: `${VAR}` expansion, `*_file` secrets, and every problem reported by its path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, parse_config
+from plugins.azure_ad import AzureAdConfig
+from tests.conftest import SecretScan
+
+REPO = Path(__file__).parent.parent
+VALID = """
+okta:
+  auth: {secrets: ["${HOOK_SECRET}"]}
+sources:
+  - name: entra
+    type: azure_ad
+    tenant_id: ${TENANT:-11111111-2222-3333-4444-555555555555}
+    client_id: aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee
+    client_secret_file: SECRET_FILE
+routes:
+  - match: {domains: [Contoso.com]}
+    sources: [entra]
+"""
+
+
+def _problems(text: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env=env or {})
+    return dict(caught.value.problems)
+
+
+def test_valid_config_expands_env_and_secret_files(tmp_path: Path) -> None:
+    secret_file = tmp_path / "client_secret"
+    secret_file.write_text("from-a-file-0001\n", encoding="utf-8")
+    config = parse_config(
+        VALID.replace("SECRET_FILE", str(secret_file)), env={"HOOK_SECRET": "Basic c2VjcmV0OjE="}
+    )
+    (source,) = config.sources
+    assert isinstance(source, AzureAdConfig)
+    assert source.tenant_id == "11111111-2222-3333-4444-555555555555"
+    assert source.client_secret is not None
+    assert source.client_secret.get_secret_value() == "from-a-file-0001"
+    assert config.okta.auth.secrets[0].get_secret_value() == "Basic c2VjcmV0OjE="
+    assert config.routes[0].match.domains == ["contoso.com"]
+    assert config.budget_seconds == 2.5
+    assert config.okta.hook_path == "/okta/password-import"
+
+
+def test_dollar_dollar_is_a_literal_dollar(tmp_path: Path) -> None:
+    secret_file = tmp_path / "s"
+    secret_file.write_text("x" * 10, encoding="utf-8")
+    text = VALID.replace("SECRET_FILE", str(secret_file)).replace(
+        '"${HOOK_SECRET}"', '"pa$$word-0001"'
+    )
+    config = parse_config(text, env={})
+    assert config.okta.auth.secrets[0].get_secret_value() == "pa$word-0001"
+
+
+PLANTED = """
+server: {port: 99999, colour: blue}
+okta:
+  auth: {secrets: []}
+budget_seconds: 4
+sources:
+  - name: entra
+    type: azure_ad
+    tenant_id: common
+    client_id: ${MISSING_CLIENT_ID}
+    authority: http://login.example.com
+    policy: {mfa_required: maybe}
+    scopes: [User.Read, offline_access]
+  - name: entra
+    type: azure_ad
+    tenant_id: t1
+    client_id: c1
+    client_secret: s1
+  - name: other
+    type: carrier_pigeon
+routes:
+  - match: {domains: [a.com], regex: "x"}
+    sources: [nowhere]
+  - match: {regex: "(unclosed"}
+    sources: [entra]
+"""
+
+EXPECTED_PATHS = {
+    "server.port",
+    "server.colour",
+    "okta.auth.secrets",
+    "budget_seconds",
+    "sources[0].tenant_id",
+    "sources[0].client_id",
+    "sources[0].authority",
+    "sources[0].policy.mfa_required",
+    "sources[0].scopes",
+    "sources[1].name",
+    "sources[2].type",
+    "routes[0].match",
+    "routes[0].sources[0]",
+    "routes[1].match.regex",
+}
+
+
+def test_every_planted_problem_is_reported_by_path() -> None:
+    problems = _problems(PLANTED)
+    assert set(problems) >= EXPECTED_PATHS, set(problems) ^ EXPECTED_PATHS
+    assert "use your tenant id" in problems["sources[0].tenant_id"]
+    assert "MISSING_CLIENT_ID" in problems["sources[0].client_id"]
+    assert problems["server.colour"] == "unknown key"
+    assert "carrier_pigeon" in problems["sources[2].type"]
+
+
+def test_source_needs_exactly_one_credential() -> None:
+    problems = _problems(
+        "okta: {auth: {secrets: [abcdefgh1]}}\n"
+        "sources: [{name: e, type: azure_ad, tenant_id: t, client_id: c}]\n"
+        "routes: [{match: {domains: [a.com]}, sources: [e]}]\n"
+    )
+    assert "exactly one of client_secret or certificate" in problems["sources[0]"]
+
+
+def test_route_to_unknown_source_is_reported() -> None:
+    problems = _problems(
+        "okta: {auth: {secrets: [abcdefgh1]}}\n"
+        "sources: [{name: e, type: azure_ad, tenant_id: t, client_id: c, client_secret: s}]\n"
+        "routes: [{match: {domains: [a.com]}, sources: [e, ghost]}]\n"
+    )
+    assert "ghost" in problems["routes[0].sources[1]"]
+
+
+def test_unreadable_secret_file_is_reported() -> None:
+    problems = _problems(
+        VALID.replace("SECRET_FILE", "/nonexistent/secret"), env={"HOOK_SECRET": "x" * 9}
+    )
+    assert "cannot read secret file" in problems["sources[0].client_secret_file"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "just a string", "[1, 2]", "okta: [", "\tbad: indent", "a: b: c"],
+)
+def test_non_mapping_or_broken_yaml_is_a_clear_error(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, env={})
+    assert caught.value.lines()
+
+
+def test_check_config_cli_reports_paths_and_exits_nonzero(
+    tmp_path: Path, secret_scan: SecretScan
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(PLANTED, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+    )
+    secret_scan.add_output(result.stdout + result.stderr)
+    assert result.returncode == 1
+    for expected in EXPECTED_PATHS:
+        assert f"  {expected}: " in result.stderr
+
+
+def test_shipped_config_template_is_valid() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "check-config", "-c", "config.yaml"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=False,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "OKTA_HOOK_SECRET": "Basic dGVzdDp0ZXN0LXNlY3JldA==",
+            "AZURE_TENANT_ID": "11111111-2222-3333-4444-555555555555",
+            "AZURE_CLIENT_ID": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+            "AZURE_CLIENT_SECRET": "template-check-secret",
+        },
+    )
+    assert result.returncode == 0, result.stderr
