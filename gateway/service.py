@@ -37,7 +37,12 @@ class PasswordImportService:
         self.metrics = metrics
 
     async def decide(self, username: str, password: str, deadline: float) -> Decision:
-        """Verify a pair before `deadline` (event-loop time); first `verified` wins."""
+        """Verify a pair before `deadline` (event-loop time).
+
+        A route's sources are asked in order until one is definitive: `verified`, or `denied`
+        for a user it has. An unavailable source or one without the user passes to the next;
+        a wrong password is never tried against a second directory (lockouts, password oracle).
+        """
         if not password:
             # An empty password is refused before any I/O (some directories treat it as anonymous).
             return Decision(False, "empty_password")
@@ -48,7 +53,7 @@ class PasswordImportService:
         for name in match.sources:
             verdict = await self._ask(self.sources[name], match.username, password, deadline)
             verdicts.append(verdict)
-            if verdict.result is Result.VERIFIED:
+            if verdict.definitive:
                 break
         last = verdicts[-1]
         return Decision(last.verified, last.reason, match.route, last.source, tuple(verdicts))

@@ -51,6 +51,8 @@ MISCONFIGURATION_CODES = frozenset(
 THROTTLING_CODES = frozenset({50196, 90055})
 # Pass-through authentication agents / on-premises AD could not be reached.
 TRANSIENT_CODES = frozenset({80001, 80002, 80005, 80007, 80014, 90033})
+# The tenant has no such user (or domain): another source on the route may have them.
+UNKNOWN_USER_REASONS = frozenset({"aadsts_50034", "aadsts_50128", "aadsts_50059"})
 _AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
 
 
@@ -319,12 +321,13 @@ class AzureAdSource(Source):
             logger.debug("entra call failed", extra={"source": self.name, "reason": reason})
             return self.verdict(result, reason)
         result, reason = decide(answer, last.status, self.settings.policy)
+        unknown_user = reason in UNKNOWN_USER_REASONS
         if reason in {f"aadsts_{c}" for c in MISCONFIGURATION_CODES}:
             logger.error(
                 "entra rejects the gateway's own configuration; fix the app registration",
                 extra={"source": self.name, "reason": reason},
             )
-        return self.verdict(result, reason)
+        return self.verdict(result, reason, unknown_user=unknown_user)
 
     async def _try_build(self, credential: Any) -> bool:
         loop = asyncio.get_running_loop()

@@ -29,11 +29,20 @@ class Verdict:
     result: Result
     source: str  # the configured source name; also the metric label
     reason: str
+    # A denial because this source has no such user: a route may then ask its next source.
+    unknown_user: bool = False
 
     @property
     def verified(self) -> bool:
         """True only for a definite yes."""
         return self.result is Result.VERIFIED
+
+    @property
+    def definitive(self) -> bool:
+        """True when no other source should be asked: a yes, or a no about a user this source has."""
+        return self.result is Result.VERIFIED or (
+            self.result is Result.DENIED and not self.unknown_user
+        )
 
 
 class SourceConfig(BaseModel):
@@ -74,9 +83,9 @@ class Source(abc.ABC):
     async def verify(self, username: str, password: str) -> Verdict:
         """Check the pair; never raise for upstream trouble, answer `unavailable` instead."""
 
-    def verdict(self, result: Result, reason: str) -> Verdict:
+    def verdict(self, result: Result, reason: str, *, unknown_user: bool = False) -> Verdict:
         """Build a verdict labelled with this source's name."""
-        return Verdict(result, self.name, reason)
+        return Verdict(result, self.name, reason, unknown_user)
 
 
 def is_loopback_http(url: str) -> bool:
