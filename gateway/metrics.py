@@ -72,6 +72,17 @@ class GatewayMetrics:
             "gateway_source_ready", "1 when a source has started and can verify.", ["source"],
             registry=r,
         )  # fmt: skip
+        self.circuit_state = Gauge(
+            "gateway_source_circuit_state",
+            "Circuit breaker per source: 0 closed, 1 half-open (probing), 2 open.",
+            ["source"],
+            registry=r,
+        )
+        self.redis_up = Gauge(
+            "gateway_redis_up",
+            "1 when the shared Redis answers; 0 while the gateway falls back to per-process state.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "gateway_build_info", "Always 1; the version label says which build runs.", ["version"],
             registry=r,
@@ -95,6 +106,7 @@ class GatewayMetrics:
             self.verification_seconds.labels(source=name)
             self.last_success.labels(source=name)
             self.source_ready.labels(source=name)
+            self.circuit_state.labels(source=name)
 
     def record_verdict(self, verdict: Verdict, seconds: float, now: float) -> None:
         """Count one source answer."""
