@@ -15,8 +15,9 @@ from gateway.config import GatewayConfig
 from gateway.logs import UsernameRedactor
 from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
-from gateway.routing import Router
+from gateway.protection import KeyMaker
 from gateway.service import PasswordImportService
+from gateway.state import MemoryBackend, RedisBackend, SharedState
 from plugins.base import Source
 from plugins.registry import source_class
 
@@ -27,6 +28,7 @@ CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", GatewayMetrics)
 SOURCES = web.AppKey("sources", dict[str, Source])
 SERVICE = web.AppKey("service", PasswordImportService)
+STATE = web.AppKey("state", SharedState)
 REDACT = web.AppKey("redact", UsernameRedactor)
 
 _JSON = "application/json"
@@ -43,11 +45,16 @@ def create_app(
     metrics = GatewayMetrics()
     built = dict(sources) if sources is not None else _build_sources(config)
     metrics.declare_sources(built)
+    state = build_state(config, metrics)
+    secret = config.cache.hmac_secret
+    shared_key = secret.get_secret_value().encode() if secret is not None else None
     app[CONFIG] = config
     app[METRICS] = metrics
     app[SOURCES] = built
-    app[SERVICE] = PasswordImportService(Router(config.routes), built, metrics)
-    app[REDACT] = UsernameRedactor(config.logging.usernames)
+    app[STATE] = state
+    app[SERVICE] = PasswordImportService(config, built, metrics, state, KeyMaker(shared_key))
+    app[REDACT] = UsernameRedactor(config.logging.usernames, shared_key)
+    app.cleanup_ctx.append(_state_ctx)
     app.cleanup_ctx.append(_sources_ctx)
     app.router.add_post(config.okta.hook_path, handle_password_import)
     app.router.add_get("/healthz", handle_healthz)
@@ -58,6 +65,31 @@ def create_app(
 
 def _build_sources(config: GatewayConfig) -> dict[str, Source]:
     return {sc.name: source_class(sc.type)(sc) for sc in config.sources}
+
+
+def build_state(config: GatewayConfig, metrics: GatewayMetrics) -> SharedState:
+    """The one place the cache layer is built: Redis if configured, memory as store or fallback."""
+    cache = config.cache
+    redis = None
+    if cache.backend == "redis":
+        redis = RedisBackend(cache.url, cache.key_prefix, cache.redis_timeout_seconds)
+    metrics.redis_up.set(0)
+    return SharedState(
+        redis,
+        MemoryBackend(cache.max_entries),
+        on_redis_change=lambda up: metrics.redis_up.set(int(up)),
+    )
+
+
+async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to Redis (if configured) before serving; close it last."""
+    state = app[STATE]
+    await state.start()
+    logger.info("cache ready", extra={"backend": state.backend_name})
+    try:
+        yield
+    finally:
+        await state.close()
 
 
 async def _sources_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -148,7 +180,7 @@ async def handle_password_import(request: web.Request) -> web.Response:
         return _error(400, err.summary, err.body())
     metrics.inflight.inc()
     try:
-        decision = await app[SERVICE].decide(hook.username, hook.password, deadline)
+        decision = await app[SERVICE].decide(hook.username, hook.password, deadline, hook.client_ip)
     finally:
         metrics.inflight.dec()
     outcome = "verified" if decision.verified else "unverified"
@@ -199,8 +231,11 @@ async def handle_readyz(request: web.Request) -> web.Response:
     for name, s in sources.items():
         metrics.source_ready.labels(source=name).set(int(s.ready))
     ready = all(s.ready for s in sources.values())
+    state = request.app[STATE]
+    # Redis trouble does not make the gateway unready: it falls back to per-process state.
+    cache = {"backend": state.backend_name, "redis_up": state.redis_up if state.redis else None}
     return web.json_response(
-        {"status": "ready" if ready else "not_ready", "sources": detail},
+        {"status": "ready" if ready else "not_ready", "sources": detail, "cache": cache},
         status=200 if ready else 503,
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -152,6 +152,73 @@ class LoggingConfig(_Strict):
     library_debug: bool = False
 
 
+class CacheConfig(_Strict):
+    """Where cached verdicts, counters and tokens live; Redis shares them between replicas."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "gw"
+    hmac_secret: SecretStr | None = None
+    verified_ttl_seconds: float = Field(300, ge=0)
+    denied_ttl_seconds: float = Field(60, ge=0)
+    max_entries: int = Field(100_000, ge=100)  # per process, for the memory store and fallback
+    redis_timeout_seconds: float = Field(0.25, gt=0, le=5)
+
+    @field_validator("url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not re.match(r"rediss?://", value):
+            raise ValueError("must be a redis:// or rediss:// URL")
+        return value
+
+    @field_validator("hmac_secret")
+    @classmethod
+    def _long_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (it keys every cached verdict)")
+        return value
+
+
+class FailureLimit(_Strict):
+    """At most `failures` failed attempts in a window that starts with the first failure."""
+
+    failures: int = Field(ge=1)
+    window_seconds: float = Field(gt=0)
+
+
+class SourceLimits(_Strict):
+    """Protection for each source's directory (applied per source)."""
+
+    max_concurrency: int = Field(200, ge=1)
+    rate_per_second: float | None = Field(None, gt=0)  # token bucket; no cap unless set
+    burst: int | None = Field(None, ge=1)  # defaults to one second of rate
+
+
+class CooldownConfig(_Strict):
+    """Back-off when the directory throttles (429 Retry-After, AADSTS50196, AADSTS90055)."""
+
+    source_seconds: float = Field(30, gt=0)  # when the directory gives no Retry-After
+    user_seconds: float = Field(300, gt=0)  # loop detection is per user over 5 minutes
+    max_seconds: float = Field(300, gt=0)  # cap on any Retry-After
+
+
+class CircuitBreakerConfig(_Strict):
+    """After `failures` consecutive unavailable answers, answer at once for `open_seconds`."""
+
+    failures: int = Field(5, ge=1)
+    open_seconds: float = Field(10, gt=0)
+
+
+class RateLimitsConfig(_Strict):
+    """Limits that keep lockouts and floods away from the directory; `null` turns one off."""
+
+    per_username: FailureLimit | None = FailureLimit(failures=5, window_seconds=900)
+    per_ip: FailureLimit | None = FailureLimit(failures=30, window_seconds=300)
+    per_source: SourceLimits = SourceLimits()
+    cooldown: CooldownConfig = CooldownConfig()
+    circuit_breaker: CircuitBreakerConfig | None = CircuitBreakerConfig()
+
+
 class _TopLevel(_Strict):
     """The file's shape; sources are checked afterwards by their own type's schema."""
 
@@ -161,6 +228,8 @@ class _TopLevel(_Strict):
     sources: list[dict[str, Any]] = Field(min_length=1)
     routes: list[RouteConfig] = Field(min_length=1)
     logging: LoggingConfig = LoggingConfig()
+    cache: CacheConfig = CacheConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
 
     @field_validator("budget_seconds")
     @classmethod
@@ -182,6 +251,8 @@ class GatewayConfig:
     sources: tuple[SourceConfig, ...]
     routes: tuple[RouteConfig, ...]
     logging: LoggingConfig
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> GatewayConfig:
@@ -297,6 +368,13 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
         top = None
     sources = _validate_sources(raw.get("sources"), problems)
     problems.extend(_cross_reference_problems(raw))
+    if top is not None and top.cache.backend == "redis" and top.cache.hmac_secret is None:
+        problems.append(
+            (
+                "cache.hmac_secret",
+                "required with the redis backend, so replicas derive the same keys",
+            )
+        )
     if problems or top is None:
         raise ConfigError(problems)
     return GatewayConfig(
@@ -306,6 +384,8 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
         sources=tuple(sources),
         routes=tuple(top.routes),
         logging=top.logging,
+        cache=top.cache,
+        rate_limits=top.rate_limits,
     )
 
 

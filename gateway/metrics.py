@@ -21,7 +21,7 @@ LATENCY_BUCKETS = (
 KNOWN_UPSTREAM_CODES = (
     "aadsts_50126", "aadsts_50034", "aadsts_50053", "aadsts_50057", "aadsts_50055",
     "aadsts_50076", "aadsts_53003", "aadsts_50196", "aadsts_90055", "http_429", "http_5xx",
-    "timeout", "network", "bad_response", "not_ready", "other",
+    "timeout", "network", "bad_response", "other",
 )  # fmt: skip
 
 
@@ -108,11 +108,10 @@ class GatewayMetrics:
             self.source_ready.labels(source=name)
             self.circuit_state.labels(source=name)
 
-    def record_verdict(self, verdict: Verdict, seconds: float, now: float) -> None:
-        """Count one source answer."""
+    def record_verdict(self, verdict: Verdict, *, upstream: bool, seconds: float = 0.0) -> None:
+        """Count one source answer; latency and error codes only for real upstream calls."""
         self.verifications.labels(source=verdict.source, result=verdict.result.value).inc()
-        self.verification_seconds.labels(source=verdict.source).observe(seconds)
-        if verdict.result is Result.VERIFIED:
-            self.last_success.labels(source=verdict.source).set(now)
-        else:
-            self.upstream_errors.labels(source=verdict.source, code=verdict.reason).inc()
+        if upstream:
+            self.verification_seconds.labels(source=verdict.source).observe(seconds)
+            if verdict.result is not Result.VERIFIED:
+                self.upstream_errors.labels(source=verdict.source, code=verdict.reason).inc()

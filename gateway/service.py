@@ -1,4 +1,4 @@
-"""The password-import decision, independent of aiohttp: route, ask sources, decide."""
+"""The password-import decision, independent of aiohttp: route, limits, cache, sources, decide."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
+from gateway.protection import (
+    CachedVerdictPolicy,
+    FailureLimiter,
+    KeyMaker,
+    SingleFlight,
+    SourceGuard,
+    VerdictCache,
+    normalise_username,
+)
 from gateway.routing import Router
+from gateway.state import Namespace, SharedState
 from plugins.base import Result, Source, Verdict
 
 logger = logging.getLogger(__name__)
@@ -26,17 +37,57 @@ class Decision:
     verdicts: tuple[Verdict, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """One source's verdict and whether this request made the upstream call for it."""
+
+    verdict: Verdict
+    upstream: bool
+
+
 class PasswordImportService:
-    """Routes a username to its sources and turns their verdicts into one decision."""
+    """Routes a username to its sources and turns their verdicts into one decision.
+
+    Per request: per-username and per-IP failure limits, then per source: verdict cache,
+    single flight, source guard (cool-down, rate, circuit breaker, concurrency), the plugin
+    under the remaining deadline; then the cache and the failure counters learn the answer.
+    """
 
     def __init__(
-        self, router: Router, sources: Mapping[str, Source], metrics: GatewayMetrics
+        self,
+        config: GatewayConfig,
+        sources: Mapping[str, Source],
+        metrics: GatewayMetrics,
+        state: SharedState,
+        keys: KeyMaker,
     ) -> None:
-        self.router = router
+        self.router = Router(config.routes)
         self.sources = dict(sources)
         self.metrics = metrics
+        self.keys = keys
+        limits = config.rate_limits
+        self.username_limit = FailureLimiter(Namespace(state, "fail-user"), limits.per_username)
+        self.ip_limit = FailureLimiter(Namespace(state, "fail-ip"), limits.per_ip)
+        policy = CachedVerdictPolicy(
+            config.cache.verified_ttl_seconds, config.cache.denied_ttl_seconds
+        )
+        self.verdict_cache = VerdictCache(Namespace(state, "verdict"), policy, metrics)
+        self.single_flight = SingleFlight()
+        self.guards = {
+            name: SourceGuard(
+                name,
+                Namespace(state, f"source:{name}"),
+                limits.per_source,
+                limits.cooldown,
+                limits.circuit_breaker,
+                metrics,
+            )
+            for name in self.sources
+        }
 
-    async def decide(self, username: str, password: str, deadline: float) -> Decision:
+    async def decide(
+        self, username: str, password: str, deadline: float, client_ip: str | None = None
+    ) -> Decision:
         """Verify a pair before `deadline` (event-loop time).
 
         A route's sources are asked in order until one is definitive: `verified`, or `denied`
@@ -49,32 +100,102 @@ class PasswordImportService:
         match = self.router.route(username)
         if match is None:
             return Decision(False, "no_route")
-        verdicts: list[Verdict] = []
+        user = normalise_username(match.username)
+        user_key = self.keys("user", user)
+        ip_key = self.keys("ip", client_ip) if client_ip else None
+        refusal = await self._limit_refusal(user_key, ip_key)
+        if refusal is not None:
+            return Decision(False, refusal, match.route)
+        answers: list[_Answer] = []
         for name in match.sources:
-            verdict = await self._ask(self.sources[name], match.username, password, deadline)
-            verdicts.append(verdict)
-            if verdict.definitive:
+            answer = await self._ask(name, match.username, user, user_key, password, deadline)
+            answers.append(answer)
+            if answer.verdict.definitive:
                 break
-        last = verdicts[-1]
-        return Decision(last.verified, last.reason, match.route, last.source, tuple(verdicts))
+        decisive = answers[-1]
+        await self._learn(decisive, user_key, ip_key)
+        verdict = decisive.verdict
+        verdicts = tuple(a.verdict for a in answers)
+        return Decision(verdict.verified, verdict.reason, match.route, verdict.source, verdicts)
 
-    async def _ask(self, source: Source, username: str, password: str, deadline: float) -> Verdict:
+    async def _limit_refusal(self, user_key: str, ip_key: str | None) -> str | None:
+        if await self.username_limit.exceeded(user_key):
+            self.metrics.rate_limited.labels(limit="username").inc()
+            return "rate_limited_username"
+        if ip_key is not None and await self.ip_limit.exceeded(ip_key):
+            self.metrics.rate_limited.labels(limit="ip").inc()
+            return "rate_limited_ip"
+        return None
+
+    async def _learn(self, answer: _Answer, user_key: str, ip_key: str | None) -> None:
+        verdict = answer.verdict
+        if verdict.result is Result.VERIFIED:
+            await self.username_limit.reset(user_key)
+        elif verdict.result is Result.DENIED:
+            # Only a real upstream attempt spends the user's lockout budget at the directory;
+            # every denial counts against the client IP (credential stuffing repeats itself).
+            if answer.upstream:
+                await self.username_limit.failed(user_key)
+            if ip_key is not None:
+                await self.ip_limit.failed(ip_key)
+
+    async def _ask(
+        self,
+        name: str,
+        username: str,
+        user: str,
+        user_key: str,
+        password: str,
+        deadline: float,
+    ) -> _Answer:
+        source = self.sources[name]
+        if not source.ready:
+            return self._gateway_answer(source.verdict(Result.UNAVAILABLE, "not_ready"))
+        cache_key = self.keys("verdict", name, user, password)
+        cached = await self.verdict_cache.get(cache_key, name)
+        if cached is not None:
+            return _Answer(cached, upstream=False)
+        verdict, made_call = await self.single_flight.run(
+            cache_key, lambda: self._call(source, username, user_key, password, deadline, cache_key)
+        )
+        return _Answer(verdict, upstream=made_call and verdict.reason not in _GATEWAY_REASONS)
+
+    def _gateway_answer(self, verdict: Verdict) -> _Answer:
+        self.metrics.record_verdict(verdict, upstream=False)
+        return _Answer(verdict, upstream=False)
+
+    async def _call(
+        self,
+        source: Source,
+        username: str,
+        user_key: str,
+        password: str,
+        deadline: float,
+        cache_key: str,
+    ) -> Verdict:
+        guard = self.guards[source.name]
+        refusal = await guard.refusal(user_key)
+        if refusal is not None:
+            return self._gateway_answer(source.verdict(Result.UNAVAILABLE, refusal)).verdict
         loop = asyncio.get_running_loop()
         started = loop.time()
-        if not source.ready:
-            verdict = source.verdict(Result.UNAVAILABLE, "not_ready")
-        elif deadline - started <= 0:
+        try:
+            async with asyncio.timeout_at(deadline), guard.concurrency:
+                verdict = await source.verify(username, password)
+        except TimeoutError:
             verdict = source.verdict(Result.UNAVAILABLE, "timeout")
-        else:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    verdict = await source.verify(username, password)
-            except TimeoutError:
-                verdict = source.verdict(Result.UNAVAILABLE, "timeout")
-            except Exception:  # a plugin bug must not become a 5xx to Okta
-                logger.exception(
-                    "source raised instead of answering", extra={"source": source.name}
-                )
-                verdict = source.verdict(Result.UNAVAILABLE, "other")
-        self.metrics.record_verdict(verdict, loop.time() - started, time.time())
+        except Exception:  # a plugin bug must not become a 5xx to Okta
+            logger.exception("source raised instead of answering", extra={"source": source.name})
+            verdict = source.verdict(Result.UNAVAILABLE, "other")
+        self.metrics.record_verdict(verdict, upstream=True, seconds=loop.time() - started)
+        await guard.record(verdict, user_key)
+        await self.verdict_cache.put(cache_key, verdict)
+        if verdict.result is Result.VERIFIED:
+            self.metrics.last_success.labels(source=source.name).set(time.time())
         return verdict
+
+
+# Verdicts the gateway made itself without asking the directory.
+_GATEWAY_REASONS = frozenset(
+    {"not_ready", "source_cooldown", "circuit_open", "rate_limited_source"}
+)

@@ -51,6 +51,7 @@ MISCONFIGURATION_CODES = frozenset(
 THROTTLING_CODES = frozenset({50196, 90055})
 # Pass-through authentication agents / on-premises AD could not be reached.
 TRANSIENT_CODES = frozenset({80001, 80002, 80005, 80007, 80014, 90033})
+MISCONFIGURATION_REASONS = frozenset(f"aadsts_{code}" for code in MISCONFIGURATION_CODES)
 # The tenant has no such user (or domain): another source on the route may have them.
 UNKNOWN_USER_REASONS = frozenset({"aadsts_50034", "aadsts_50128", "aadsts_50059"})
 _AADSTS_IN_TEXT = re.compile(r"AADSTS(\d+)")
@@ -318,16 +319,21 @@ class AzureAdSource(Source):
             )
         except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
             result, reason = classify_exception(err)
-            logger.debug("entra call failed", extra={"source": self.name, "reason": reason})
-            return self.verdict(result, reason)
-        result, reason = decide(answer, last.status, self.settings.policy)
-        unknown_user = reason in UNKNOWN_USER_REASONS
-        if reason in {f"aadsts_{c}" for c in MISCONFIGURATION_CODES}:
+        else:
+            result, reason = decide(answer, last.status, self.settings.policy)
+        if reason in MISCONFIGURATION_REASONS:
             logger.error(
                 "entra rejects the gateway's own configuration; fix the app registration",
                 extra={"source": self.name, "reason": reason},
             )
-        return self.verdict(result, reason, unknown_user=unknown_user)
+        throttle, retry_after = throttling(reason, last.retry_after)
+        return self.verdict(
+            result,
+            reason,
+            unknown_user=reason in UNKNOWN_USER_REASONS,
+            throttle=throttle,
+            retry_after=retry_after,
+        )
 
     async def _try_build(self, credential: Any) -> bool:
         loop = asyncio.get_running_loop()
@@ -427,6 +433,31 @@ def decide(
         return by_policy(policy.password_expired), pick(PASSWORD_EXPIRED_CODES)
     # 50126, 50034, 50053, 50057, 50135, ... and every code we do not know: fail closed.
     return Result.DENIED, f"aadsts_{min(codes)}"
+
+
+def throttling(
+    reason: str, retry_after_header: str | None
+) -> tuple[Literal["user", "source"] | None, float | None]:
+    """Whether Entra asked us to back off, for whom, and for how long (if it said)."""
+    retry_after = _seconds(retry_after_header)
+    if reason == "aadsts_50196":  # loop detection: this user, about 15 calls in 5 minutes
+        return "user", retry_after
+    if reason in {"http_429", "aadsts_90055"}:
+        return "source", retry_after
+    if reason == "http_5xx" and retry_after is not None:
+        return "source", retry_after
+    return None, None
+
+
+def _seconds(header: str | None) -> float | None:
+    """Retry-After in seconds; the HTTP-date form is rare for Entra and ignored."""
+    if header is None:
+        return None
+    try:
+        value = float(header.strip())
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
 def classify_exception(err: BaseException) -> tuple[Result, str]:

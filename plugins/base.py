@@ -7,7 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -31,6 +31,9 @@ class Verdict:
     reason: str
     # A denial because this source has no such user: a route may then ask its next source.
     unknown_user: bool = False
+    # The directory is throttling this user or the whole source; back off for retry_after seconds.
+    throttle: Literal["user", "source"] | None = None
+    retry_after: float | None = None
 
     @property
     def verified(self) -> bool:
@@ -83,9 +86,17 @@ class Source(abc.ABC):
     async def verify(self, username: str, password: str) -> Verdict:
         """Check the pair; never raise for upstream trouble, answer `unavailable` instead."""
 
-    def verdict(self, result: Result, reason: str, *, unknown_user: bool = False) -> Verdict:
+    def verdict(
+        self,
+        result: Result,
+        reason: str,
+        *,
+        unknown_user: bool = False,
+        throttle: Literal["user", "source"] | None = None,
+        retry_after: float | None = None,
+    ) -> Verdict:
         """Build a verdict labelled with this source's name."""
-        return Verdict(result, self.name, reason, unknown_user)
+        return Verdict(result, self.name, reason, unknown_user, throttle, retry_after)
 
 
 def is_loopback_http(url: str) -> bool:
