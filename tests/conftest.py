@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,14 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.demo import okta_payload
 from gateway.emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.logs import LIBRARY_LOGGERS, JsonFormatter
+from tests.redis_server import MONITORED, RedisServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USERS_FILE = FIXTURES / "entra_users.yaml"
 DEMO_USERS_FILE = Path(__file__).parent.parent / "gateway" / "emulators" / "demo_users.yaml"
 HOOK_SECRET = "Basic b2t0YTp0ZXN0LWhvb2stc2VjcmV0LTczMTk="
 HOOK_PATH = "/okta/password-import"
+CACHE_SECRET = "test-cache-hmac-secret-7319"
 USERS: dict[str, str] = {
     u["username"]: u["password"]
     for u in yaml.safe_load(USERS_FILE.read_text(encoding="utf-8"))["users"]
@@ -62,7 +65,7 @@ SCAN = SecretScan()
 
 
 def _known_secrets() -> set[str]:
-    secrets = {HOOK_SECRET, HOOK_SECRET.removeprefix("Basic ")}
+    secrets = {HOOK_SECRET, HOOK_SECRET.removeprefix("Basic "), CACHE_SECRET}
     for path in (USERS_FILE, DEMO_USERS_FILE):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         secrets.add(data["client_secret"])
@@ -81,11 +84,51 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the run if any known password or secret reached the logs."""
+    """Fail the run if a secret reached the logs, or a secret or clear username reached Redis."""
     leaks = SCAN.leaks()
     if leaks:
         print("\nSECRET SCAN FAILED: found in captured logs/output: " + "; ".join(leaks))
         session.exitstatus = 1
+    redis_leaks = redis_traffic_leaks()
+    if redis_leaks:
+        print("\nREDIS SCAN FAILED: found in commands sent to Redis: " + "; ".join(redis_leaks))
+        session.exitstatus = 1
+
+
+def redis_traffic_leaks() -> list[str]:
+    """Secrets or clear usernames in any command any test's Redis received (MONITOR)."""
+    traffic = "\n".join(MONITORED)
+    needles = (
+        SCAN.secrets | set(USERS) | {u.split("@")[0] for u in USERS if len(u.split("@")[0]) > 3}
+    )
+    return [
+        f"a {len(n)}-character value starting {n[:2]!r}" for n in sorted(needles) if n in traffic
+    ]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real redis-server for the session (tests use their own key prefixes)."""
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def cache_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The `cache:` section for each backend; Redis ones get a prefix of their own."""
+    if request.param == "memory":
+        return {"backend": "memory"}
+    server: RedisServer = request.getfixturevalue("redis_server")
+    return {
+        "backend": "redis",
+        "url": server.url,
+        "key_prefix": f"t{uuid.uuid4().hex[:8]}",
+        "hmac_secret": CACHE_SECRET,
+    }
 
 
 @pytest.fixture
@@ -161,10 +204,12 @@ async def post_hook(
     password: str,
     *,
     url_value: str = "/idp/idx/challenge/answer",
+    ip: str = "66.124.153.138",
 ) -> tuple[int, Any]:
     """Send Okta's documentation payload for a username/password; return status and JSON."""
     payload = okta_payload(username, password)
     payload["data"]["context"]["request"]["url"]["value"] = url_value
+    payload["data"]["context"]["request"]["ipAddress"] = ip
     response = await client.post(HOOK_PATH, json=payload, headers={"Authorization": HOOK_SECRET})
     return response.status, await response.json()
 

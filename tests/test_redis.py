@@ -1,0 +1,199 @@
+"""Redis as shared state: replicas share limits, a Redis crash is survived, nothing clear is stored."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from gateway.app import METRICS
+from gateway.demo import okta_payload
+from gateway.emulators.entra import RunningEmulator
+from tests.conftest import (
+    CACHE_SECRET,
+    HOOK_PATH,
+    HOOK_SECRET,
+    USERS,
+    GatewayFactory,
+    credential,
+    gateway_yaml,
+    post_hook,
+)
+from tests.redis_server import RedisServer, free_port
+
+ALICE = "alice@contoso.com"
+
+
+def _redis_cache(server: RedisServer) -> dict[str, Any]:
+    return {
+        "backend": "redis",
+        "url": server.url,
+        "key_prefix": f"t{uuid.uuid4().hex[:8]}",
+        "hmac_secret": CACHE_SECRET,
+    }
+
+
+async def test_redis_holds_no_clear_username_or_password(
+    make_gateway: GatewayFactory, redis_server: RedisServer
+) -> None:
+    cache = _redis_cache(redis_server)
+    client = await make_gateway(extra={"cache": cache})
+    for username, password in USERS.items():
+        await post_hook(client, username, password)
+        await post_hook(client, username, password + "-wrong")
+    stored = [item for item in redis_server.keys_and_values() if cache["key_prefix"] in item]
+    assert len(stored) > 10  # verdicts and failure counters were written
+    text = "\n".join(redis_server.keys_and_values())
+    for username, password in USERS.items():
+        assert username not in text
+        assert password not in text
+
+
+async def test_redis_crash_is_survived_and_recovered_from(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        client = await make_gateway(extra={"cache": _redis_cache(server)})
+        registry = client.server.app[METRICS].registry
+        assert registry.get_sample_value("gateway_redis_up") == 1
+        _, body = await post_hook(client, ALICE, USERS[ALICE])
+        assert credential(body) == "VERIFIED"
+
+        server.stop()
+        for password, expected in ((USERS[ALICE], "VERIFIED"), ("Wrong#Pass-1", "UNVERIFIED")):
+            status, body = await post_hook(client, ALICE, password)
+            assert (status, credential(body)) == (200, expected)
+        _, body = await post_hook(client, "zoë@contoso.com", USERS["zoë@contoso.com"])
+        assert credential(body) == "VERIFIED"
+        assert registry.get_sample_value("gateway_redis_up") == 0
+        ready = await (await client.get("/readyz")).json()
+        assert ready["cache"] == {"backend": "memory (redis unavailable)", "redis_up": False}
+
+        server.start()
+        for _ in range(50):
+            if registry.get_sample_value("gateway_redis_up") == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert registry.get_sample_value("gateway_redis_up") == 1
+        _, body = await post_hook(client, "bob@contoso.com", USERS["bob@contoso.com"])
+        assert credential(body) == "VERIFIED"
+        assert server.keys_and_values()  # writes go to Redis again
+    finally:
+        server.stop()
+
+
+class _GatewayProcess:
+    """`gateway serve` in a subprocess: a real second replica."""
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        self.config_path = config_path
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", "serve", "-c", str(self.config_path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        async with aiohttp.ClientSession() as http:
+            for _ in range(200):
+                try:
+                    async with http.get(self.url + "/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise AssertionError("gateway process did not become ready")
+
+    async def stop(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.terminate()
+            await self.process.wait()
+
+
+@pytest.fixture
+async def two_replicas(
+    entra: RunningEmulator, redis_server: RedisServer, tmp_path: Path
+) -> AsyncIterator[list[_GatewayProcess]]:
+    """Two gateway processes sharing one Redis."""
+    replicas = []
+    cache = _redis_cache(redis_server)
+    for i in range(2):
+        port = free_port()
+        config = yaml.safe_load(gateway_yaml(entra.url, extra={"cache": cache}))
+        config["server"]["port"] = port
+        config["logging"]["level"] = "warning"
+        path = tmp_path / f"replica{i}.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        replicas.append(_GatewayProcess(path, port))
+    try:
+        await asyncio.gather(*(r.start() for r in replicas))
+        yield replicas
+    finally:
+        await asyncio.gather(*(r.stop() for r in replicas))
+
+
+async def _hook(url: str, username: str, password: str) -> str:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            url + HOOK_PATH,
+            json=okta_payload(username, password),
+            headers={"Authorization": HOOK_SECRET},
+        ) as response,
+    ):
+        assert response.status == 200
+        return credential(await response.json())
+
+
+async def test_two_gateway_processes_enforce_one_username_limit(
+    two_replicas: list[_GatewayProcess], entra: RunningEmulator
+) -> None:
+    first, second = two_replicas
+    for attempt in range(5):  # default limit: 5 failures per 15 minutes, spread over replicas
+        replica = first if attempt % 2 == 0 else second
+        assert await _hook(replica.url, ALICE, f"Wrong#Pass-{attempt}") == "UNVERIFIED"
+    assert entra.emulator.token_requests_by_user[ALICE] == 5
+    for replica in (first, second):
+        assert await _hook(replica.url, ALICE, USERS[ALICE]) == "UNVERIFIED"
+    assert entra.emulator.token_requests_by_user[ALICE] == 5
+    assert await _hook(second.url, "bob@contoso.com", USERS["bob@contoso.com"]) == "VERIFIED"
+
+
+async def test_replicas_share_the_verdict_cache(
+    two_replicas: list[_GatewayProcess], entra: RunningEmulator
+) -> None:
+    first, second = two_replicas
+    assert await _hook(first.url, ALICE, USERS[ALICE]) == "VERIFIED"
+    assert await _hook(second.url, ALICE, USERS[ALICE]) == "VERIFIED"
+    assert entra.emulator.token_requests_by_user[ALICE] == 1
+
+
+async def test_redis_traffic_is_recorded_for_the_session_scan(redis_server: RedisServer) -> None:
+    import redis.asyncio as aioredis
+
+    from tests.conftest import redis_traffic_leaks
+    from tests.redis_server import MONITORED
+
+    marker = f"scan-probe-{uuid.uuid4().hex}"
+    client = aioredis.Redis(port=redis_server.port)
+    try:
+        await client.set(marker, "1", ex=5)
+    finally:
+        await client.aclose()
+    for _ in range(50):
+        if any(marker in line for line in MONITORED):
+            break
+        await asyncio.sleep(0.05)
+    assert any(marker in line for line in MONITORED)
+    assert redis_traffic_leaks() == []
