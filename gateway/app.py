@@ -42,9 +42,11 @@ def create_app(
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[_never_5xx_to_okta]
     )
-    metrics = GatewayMetrics()
+    metrics = GatewayMetrics(with_redis_gauge=config.cache.backend == "redis")
     built = dict(sources) if sources is not None else _build_sources(config)
     metrics.declare_sources(built)
+    for name, source in built.items():
+        metrics.declare_codes(name, source.known_reasons)
     state = build_state(config, metrics)
     secret = config.cache.hmac_secret
     shared_key = secret.get_secret_value().encode() if secret is not None else None
@@ -73,7 +75,7 @@ def build_state(config: GatewayConfig, metrics: GatewayMetrics) -> SharedState:
     redis = None
     if cache.backend == "redis":
         redis = RedisBackend(cache.url, cache.key_prefix, cache.redis_timeout_seconds)
-    metrics.redis_up.set(0)
+
     return SharedState(
         redis,
         MemoryBackend(cache.max_entries),

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from gateway import __version__
 from plugins.base import Result, Verdict
+
+# `_created` series double the series count and nobody alerts on them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 HOOK_OUTCOMES = ("verified", "unverified", "bad_request", "unauthorized", "too_large")
 RATE_LIMITS = ("username", "ip", "source")
@@ -28,7 +31,9 @@ KNOWN_UPSTREAM_CODES = (
 class GatewayMetrics:
     """Every metric the gateway exports; one instance per app, so tests can read exact values."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, *, with_redis_gauge: bool = True
+    ) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         r = self.registry
         self.hook_requests = Counter(
@@ -78,10 +83,11 @@ class GatewayMetrics:
             ["source"],
             registry=r,
         )
+        # Only with a Redis backend: a 0 there means "falling back", not "no Redis configured".
         self.redis_up = Gauge(
             "gateway_redis_up",
             "1 when the shared Redis answers; 0 while the gateway falls back to per-process state.",
-            registry=r,
+            registry=r if with_redis_gauge else None,
         )
         self.build_info = Gauge(
             "gateway_build_info", "Always 1; the version label says which build runs.", ["version"],
@@ -95,6 +101,11 @@ class GatewayMetrics:
         for cache in CACHES:
             for result in ("hit", "miss"):
                 self.cache_requests.labels(cache=cache, result=result)
+
+    def declare_codes(self, source: str, codes: Iterable[str]) -> None:
+        """Export a source type's own reason codes at 0 (alerts need the series to exist)."""
+        for code in codes:
+            self.upstream_errors.labels(source=source, code=code)
 
     def declare_sources(self, names: Iterable[str]) -> None:
         """Export each source's series at 0 before its first request."""

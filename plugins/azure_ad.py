@@ -252,6 +252,13 @@ class AzureAdSource(Source):
     """Verifies passwords against Entra ID with ROPC (managed users) or WS-Trust (federated)."""
 
     config_class: ClassVar[type[SourceConfig]] = AzureAdConfig
+    known_reasons: ClassVar[frozenset[str]] = frozenset(
+        {f"aadsts_{code}" for code in (
+            MFA_CODES | CONDITIONAL_ACCESS_CODES | PASSWORD_EXPIRED_CODES
+            | MISCONFIGURATION_CODES | THROTTLING_CODES | TRANSIENT_CODES
+            | {50126, 50034, 50053, 50057, 50135}
+        )} | {"adfs_failed_authentication"}
+    )  # fmt: skip
 
     def __init__(self, config: SourceConfig) -> None:
         if not isinstance(config, AzureAdConfig):

@@ -61,6 +61,8 @@ class Source(abc.ABC):
     """A directory that can say whether a username/password pair is right."""
 
     config_class: ClassVar[type[SourceConfig]] = SourceConfig
+    # Reason codes this type can answer with, exported at 0 so alerts see them from the start.
+    known_reasons: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
