@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import json
 import logging
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import web
@@ -17,8 +18,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.protection import KeyMaker
 from gateway.service import PasswordImportService
-from gateway.state import MemoryBackend, RedisBackend, SharedState
-from plugins.base import Source
+from gateway.state import MemoryBackend, MeteredNamespace, RedisBackend, SharedState
+from plugins.base import Source, SourceServices
 from plugins.registry import source_class
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ def create_app(
         metrics.declare_codes(name, source.known_reasons)
     state = build_state(config, metrics)
     secret = config.cache.hmac_secret
-    shared_key = secret.get_secret_value().encode() if secret is not None else None
+    # Replicas share the configured secret; a lone process with the memory store makes its own.
+    shared_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+    for name, source in built.items():
+        source.bind(_source_services(name, state, metrics, shared_key))
     app[CONFIG] = config
     app[METRICS] = metrics
     app[SOURCES] = built
@@ -67,6 +71,21 @@ def create_app(
 
 def _build_sources(config: GatewayConfig) -> dict[str, Source]:
     return {sc.name: source_class(sc.type)(sc) for sc in config.sources}
+
+
+def _source_services(
+    name: str, state: SharedState, metrics: GatewayMetrics, secret: bytes
+) -> SourceServices:
+    def counter(cache: str) -> Callable[[bool], None]:
+        return lambda hit: metrics.cache_requests.labels(
+            cache=cache, result="hit" if hit else "miss"
+        ).inc()
+
+    return SourceServices(
+        token_cache=MeteredNamespace(state, f"token:{name}", counter("token")),
+        username_cache=MeteredNamespace(state, f"username:{name}", counter("username")),
+        hmac_secret=secret,
+    )
 
 
 def build_state(config: GatewayConfig, metrics: GatewayMetrics) -> SharedState:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -331,3 +332,17 @@ class Namespace:
     async def take_token(self, key: str, rate: float, burst: int) -> bool:
         """Take one token from a bucket."""
         return await self._state.take_token(self._prefix + key, rate, burst)
+
+
+class MeteredNamespace(Namespace):
+    """A namespace whose lookups are counted (gateway_cache_requests_total)."""
+
+    def __init__(self, state: SharedState, name: str, on_lookup: Callable[[bool], None]) -> None:
+        super().__init__(state, name)
+        self._on_lookup = on_lookup
+
+    async def get(self, key: str) -> str | None:
+        """Return a value, or None; count a hit or a miss."""
+        value = await super().get(key)
+        self._on_lookup(value is not None)
+        return value

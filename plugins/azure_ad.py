@@ -102,6 +102,15 @@ class AzureAdConfig(SourceConfig):
     realm_cache_seconds: float = Field(3600, ge=0)
     realm_cache_size: int = Field(10_000, ge=1)
     startup_retry_max_seconds: float = Field(60, gt=0)
+    # Okta logins that are not the Entra UPN (often the email): look the UPN up in Graph first.
+    resolve_username: Literal["none", "graph"] = "none"
+    resolve_by: tuple[Literal["userPrincipalName", "mail", "proxyAddresses"], ...] = (
+        "userPrincipalName",
+        "mail",
+        "proxyAddresses",
+    )
+    resolve_cache_seconds: float = Field(3600, ge=0)
+    graph_endpoint: str = "https://graph.microsoft.com"
 
     @field_validator("tenant_id")
     @classmethod
@@ -266,6 +275,8 @@ class AzureAdSource(Source):
         super().__init__(config)
         self.settings = config
         self._app: msal.ConfidentialClientApplication | None = None
+        self._graph_app: msal.ConfidentialClientApplication | None = None
+        self._token_lock = asyncio.Lock()
         self._http: EntraHttpClient | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._retry_task: asyncio.Task[None] | None = None
@@ -313,8 +324,114 @@ class AzureAdSource(Source):
         """Ask Entra; every msal exception becomes an `unavailable` or `denied` verdict."""
         if self._app is None or self._executor is None:
             return self.verdict(Result.UNAVAILABLE, "not_ready")
+        if self.settings.resolve_username == "graph":
+            resolved = await self._resolve_upn(username)
+            if isinstance(resolved, Verdict):
+                return resolved
+            username = resolved
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._verify_blocking, username, password)
+
+    async def _resolve_upn(self, username: str) -> str | Verdict:
+        """The UPN for what the user typed (userPrincipalName, mail or proxyAddresses), via Graph.
+
+        Answers are cached, sealed, for `resolve_cache_seconds`: the cache key and the value
+        are derived from the typed name, so the store never holds a clear username.
+        """
+        parts = (self.name, username.strip().casefold())
+        cache = self.services.username_cache
+        cached = await self.services.get_sealed(cache, parts)
+        if cached is not None:
+            if cached == "":
+                return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
+            return cached
+        loop = asyncio.get_running_loop()
+        try:
+            token = await self.graph_token()
+            upns = await loop.run_in_executor(self._executor, self._graph_lookup, token, username)
+        except GraphError as err:
+            return self.verdict(Result.UNAVAILABLE, err.reason)
+        if len(upns) > 1:
+            logger.warning("username matches several Entra users", extra={"source": self.name})
+            return self.verdict(Result.DENIED, "ambiguous_username")
+        ttl = self.settings.resolve_cache_seconds
+        if ttl > 0:
+            await self.services.put_sealed(cache, parts, upns[0] if upns else "", ttl)
+        if not upns:
+            return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
+        return upns[0]
+
+    async def graph_token(self) -> str:
+        """An app-only Microsoft Graph token, shared through the token cache until near expiry.
+
+        Concurrent misses in this process wait for one fetch instead of each asking Entra.
+        """
+        cache, parts = self.services.token_cache, (self.name, "graph")
+        token = await self.services.get_sealed(cache, parts)
+        if token is not None:
+            return token
+        async with self._token_lock:
+            token = await self.services.get_sealed(cache, parts)
+            if token is not None:
+                return token
+            graph_app = self._graph_app
+            assert graph_app is not None and self._executor is not None
+            scopes = [f"{self.settings.graph_endpoint}/.default"]
+            try:
+                answer = await asyncio.get_running_loop().run_in_executor(
+                    self._executor, lambda: graph_app.acquire_token_for_client(scopes=scopes)
+                )
+            except Exception as err:  # noqa: BLE001 - msal raises many types
+                raise GraphError(classify_exception(err)[1]) from None
+            if "access_token" not in answer:
+                reason = decide(answer, None, self.settings.policy)[1]
+                logger.error(
+                    "cannot get a Graph token", extra={"source": self.name, "reason": reason}
+                )
+                raise GraphError(reason)
+            lifetime = float(answer.get("expires_in", 3599))
+            # Renew shortly before expiry (5 minutes, or 10% of short lifetimes).
+            ttl = lifetime - min(300.0, lifetime * 0.1)
+            await self.services.put_sealed(cache, parts, answer["access_token"], ttl)
+            return str(answer["access_token"])
+
+    def _graph_lookup(self, token: str, username: str) -> list[str]:
+        """UPNs of the users whose chosen attributes equal `username` (blocking)."""
+        assert self._http is not None
+        value = username.strip().replace("'", "''")  # OData string literal escaping
+        clauses = {
+            "userPrincipalName": f"userPrincipalName eq '{value}'",
+            "mail": f"mail eq '{value}'",
+            "proxyAddresses": f"proxyAddresses/any(p:p eq 'smtp:{value}')",
+        }
+        params = {
+            "$filter": " or ".join(clauses[field] for field in self.settings.resolve_by),
+            "$select": "userPrincipalName",
+            "$count": "true",
+        }
+        # proxyAddresses lambdas are "advanced queries": they need ConsistencyLevel + $count.
+        headers = {"Authorization": f"Bearer {token}", "ConsistencyLevel": "eventual"}
+        try:
+            response = self._http.get(
+                f"{self.settings.graph_endpoint}/v1.0/users", params=params, headers=headers
+            )
+        except Exception as err:  # noqa: BLE001
+            raise GraphError(classify_exception(err)[1]) from None
+        if response.status_code in (401, 403):
+            logger.error(
+                "graph refused the lookup; grant User.Read.All (application) with admin consent",
+                extra={"source": self.name, "status": response.status_code},
+            )
+            raise GraphError("graph_forbidden")
+        if response.status_code == 429:
+            raise GraphError("http_429")
+        if response.status_code >= 500:
+            raise GraphError("http_5xx")
+        try:
+            users = response.json()["value"]
+            return [str(u["userPrincipalName"]) for u in users]
+        except (ValueError, KeyError, TypeError):
+            raise GraphError("bad_response") from None
 
     def _verify_blocking(self, username: str, password: str) -> Verdict:
         assert self._app is not None and self._http is not None
@@ -345,7 +462,13 @@ class AzureAdSource(Source):
     async def _try_build(self, credential: Any) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            self._app = await loop.run_in_executor(self._executor, self._build_app, credential)
+            app = await loop.run_in_executor(self._executor, self._build_app, credential)
+            if self.settings.resolve_username == "graph":
+                # A second app: client-credential tokens must not share the ROPC app's caches.
+                self._graph_app = await loop.run_in_executor(
+                    self._executor, self._build_app, credential
+                )
+            self._app = app
         except Exception as err:  # noqa: BLE001 - any failure means "retry later"
             self._last_error = classify_exception(err)[1]
             logger.warning(
@@ -393,6 +516,14 @@ class AzureAdSource(Source):
         if cert.send_certificate_chain:
             credential["public_certificate"] = public_pem.decode()
         return credential
+
+
+class GraphError(Exception):
+    """Microsoft Graph could not answer a username lookup; `reason` is a reason code."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def error_codes(answer: Mapping[str, Any]) -> list[int]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import abc
+import base64
+import hashlib
+import hmac
 import ipaddress
 import re
+import secrets
+import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, Protocol
 
+from cachetools import TLRUCache
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BaseModel, ConfigDict
 
 
@@ -48,6 +56,78 @@ class Verdict:
         )
 
 
+class SharedStore(Protocol):
+    """A key-value cache the gateway hands to sources (Redis-backed when configured)."""
+
+    async def get(self, key: str) -> str | None:
+        """Return a value, or None when absent or expired."""
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Store a value for `ttl` seconds."""
+
+
+class LocalStore:
+    """A bounded in-process SharedStore, for sources used outside the gateway (CLI, tests)."""
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._values: TLRUCache[str, tuple[str, float]] = TLRUCache(
+            maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
+        )
+
+    async def get(self, key: str) -> str | None:
+        """Return a value, or None when absent or expired."""
+        entry = self._values.get(key)
+        return None if entry is None else entry[0]
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Store a value for `ttl` seconds."""
+        self._values[key] = (value, time.monotonic() + ttl)
+
+
+@dataclass(frozen=True)
+class SourceServices:
+    """What the gateway lends a source: shared caches and keyed sealing for what goes in them.
+
+    Stores may be Redis shared by replicas, so a source keeps nothing clear in them: `put_sealed`
+    keys an entry by HMAC and encrypts its value (AES-GCM) under a key derived from the same
+    parts, which only someone who knows those parts (e.g. the typed username) can rebuild.
+    """
+
+    token_cache: SharedStore
+    username_cache: SharedStore
+    hmac_secret: bytes
+
+    @classmethod
+    def local(cls) -> SourceServices:
+        """Per-process services with a random secret."""
+        return cls(LocalStore(), LocalStore(), secrets.token_bytes(32))
+
+    def _derive(self, purpose: str, parts: tuple[str, ...]) -> bytes:
+        message = "\x00".join((purpose, *parts)).encode("utf-8", "surrogatepass")
+        return hmac.new(self.hmac_secret, message, hashlib.sha256).digest()
+
+    async def put_sealed(
+        self, store: SharedStore, parts: tuple[str, ...], value: str, ttl: float
+    ) -> None:
+        """Store `value` encrypted, under a key derived from `parts`."""
+        nonce = secrets.token_bytes(12)
+        box = AESGCM(self._derive("seal", parts)).encrypt(nonce, value.encode(), None)
+        await store.set(
+            self._derive("lookup", parts).hex(), base64.b64encode(nonce + box).decode(), ttl
+        )
+
+    async def get_sealed(self, store: SharedStore, parts: tuple[str, ...]) -> str | None:
+        """Read back what `put_sealed` stored for the same `parts` (None if absent or tampered)."""
+        raw = await store.get(self._derive("lookup", parts).hex())
+        if raw is None:
+            return None
+        try:
+            blob = base64.b64decode(raw)
+            return AESGCM(self._derive("seal", parts)).decrypt(blob[:12], blob[12:], None).decode()
+        except (ValueError, InvalidTag):
+            return None
+
+
 class SourceConfig(BaseModel):
     """Keys every source has; each type extends this and forbids keys it does not know."""
 
@@ -67,6 +147,11 @@ class Source(abc.ABC):
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
         self.name = config.name
+        self.services = SourceServices.local()
+
+    def bind(self, services: SourceServices) -> None:
+        """Use the gateway's shared caches (called before `start`)."""
+        self.services = services
 
     @property
     def ready(self) -> bool:

@@ -12,6 +12,7 @@ import redis
 
 # Everything any test's Redis received (MONITOR lines), for the secrets scan at session end.
 MONITORED: list[str] = []
+MONITOR_ENDS: list[str] = []
 
 
 def free_port() -> int:
@@ -56,12 +57,17 @@ class RedisServer:
         time.sleep(0.05)  # let MONITOR attach before the test writes
 
     def _record(self) -> None:
-        try:
-            with redis.Redis(port=self.port).monitor() as monitor:
-                for command in monitor.listen():
-                    MONITORED.append(str(command.get("command", "")))
-        except (redis.RedisError, OSError, ValueError):
-            return  # the server went away (stopped or killed by a test)
+        # Reconnect after idle timeouts; stop when the server is gone for good.
+        while self._process is not None:
+            try:
+                with redis.Redis(port=self.port, socket_timeout=None).monitor() as monitor:
+                    for command in monitor.listen():
+                        MONITORED.append(str(command.get("command", "")))
+            except redis.TimeoutError:
+                continue
+            except (redis.RedisError, OSError, ValueError) as err:
+                MONITOR_ENDS.append(f"{self.port}: {type(err).__name__}")
+                return
 
     def stop(self) -> None:
         """Kill the server (as a crash would) and wait for it to exit."""

@@ -195,5 +195,7 @@ async def test_redis_traffic_is_recorded_for_the_session_scan(redis_server: Redi
         if any(marker in line for line in MONITORED):
             break
         await asyncio.sleep(0.05)
-    assert any(marker in line for line in MONITORED)
+    from tests.redis_server import MONITOR_ENDS
+
+    assert any(marker in line for line in MONITORED), (MONITOR_ENDS, len(MONITORED))
     assert redis_traffic_leaks() == []

@@ -37,6 +37,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -69,6 +70,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from gateway.emulators import graph
 
 __all__ = [
     "DEFAULT_ADFS_BASE",
@@ -369,6 +372,9 @@ class EmulatedUser(BaseModel):
     retry_after: int = Field(default=5, ge=0, le=86_400)
     latency_ms: int = Field(default=0, ge=0, le=3_600_000)
     object_id: uuid.UUID | None = None
+    # Microsoft Graph attributes, for username resolution (Okta login = mail, not the UPN).
+    mail: str | None = None
+    proxy_addresses: list[str] = Field(default_factory=list)  # e.g. "smtp:j.doe@contoso.com"
 
     @field_validator("username")
     @classmethod
@@ -445,6 +451,7 @@ class EmulatedDirectory(BaseModel):
     client_secret: str = Field(default=DEFAULT_CLIENT_SECRET, min_length=1, repr=False)
     managed_domains: list[str] = Field(default_factory=lambda: ["contoso.com"])
     federated_domains: list[str] = Field(default_factory=list)
+    app_token_lifetime_seconds: int = Field(default=3599, ge=1, le=86_400)
     users: list[EmulatedUser] = Field(default_factory=list)
 
     _by_key: dict[str, EmulatedUser] = PrivateAttr(default_factory=dict)
@@ -1148,7 +1155,7 @@ class EntraEmulator:
             "iss": f"https://sts.windows.net/{self.directory.tenant_id}/",
             "iat": now,
             "nbf": now,
-            "exp": now + 3599,
+            "exp": now + self.directory.app_token_lifetime_seconds,
             "appid": self.directory.client_id,
             "tid": self.directory.tenant_id,
             "roles": [],
@@ -1157,8 +1164,8 @@ class EntraEmulator:
         return web.json_response(
             {
                 "token_type": "Bearer",
-                "expires_in": 3599,
-                "ext_expires_in": 3599,
+                "expires_in": self.directory.app_token_lifetime_seconds,
+                "ext_expires_in": self.directory.app_token_lifetime_seconds,
                 "access_token": _unsigned_jwt(claims),
             },
             headers={"Cache-Control": "no-store, no-cache"},
@@ -1433,6 +1440,8 @@ def create_app(emulator: EntraEmulator) -> web.Application:
     router.add_post("/{tenant}/oauth2/v2.0/token", emulator.handle_token)
     router.add_post("/adfs/services/trust/2005/usernamemixed", emulator.handle_adfs)
     router.add_post("/adfs/services/trust/13/usernamemixed", emulator.handle_adfs)
+    router.add_get("/v1.0/users", functools.partial(graph.handle_users, emulator))
+    router.add_get("/v1.0/users/{user_id}", functools.partial(graph.handle_user, emulator))
     router.add_get("/_emulator/stats", emulator.handle_stats)
     router.add_post("/_emulator/reset", emulator.handle_reset)
     router.add_get("/_emulator/fault", emulator.handle_get_fault)
