@@ -148,6 +148,7 @@ async def _never_5xx_to_okta(
             raise
         logger.exception("hook handler failed; answering UNVERIFIED")
         request.app[METRICS].hook_requests.labels(outcome="unverified").inc()
+        _log_decision(request.app, "unverified", "other", 0.0)
         return web.Response(body=reply_body(False), content_type=_JSON)
 
 
@@ -160,11 +161,6 @@ def _authorized(request: web.Request, config: GatewayConfig) -> bool:
     for secret in config.okta.auth.secrets:  # check all, so timing does not reveal which matched
         matched |= hmac.compare_digest(presented_bytes, secret.get_secret_value().encode())
     return matched
-
-
-def _error(status: int, summary: str, body: bytes | None = None) -> web.Response:
-    payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
-    return web.Response(status=status, body=payload, content_type=_JSON)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
@@ -185,20 +181,18 @@ async def handle_password_import(request: web.Request) -> web.Response:
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
     loop = asyncio.get_running_loop()
-    loop_time = loop.time()
-    deadline = loop_time + config.budget_seconds
+    started = loop.time()
+    deadline = started + config.budget_seconds
     if not _authorized(request, config):
-        metrics.hook_requests.labels(outcome="unauthorized").inc()
-        return _error(401, "missing or wrong hook credentials")
+        return _reject(app, started, 401, "unauthorized", "missing or wrong hook credentials")
     body = await _read_body(request, config.server.max_body_bytes)
     if body is None:
-        metrics.hook_requests.labels(outcome="too_large").inc()
-        return _error(413, f"body larger than {config.server.max_body_bytes} bytes")
+        summary = f"body larger than {config.server.max_body_bytes} bytes"
+        return _reject(app, started, 413, "too_large", summary)
     try:
         hook = parse_password_import(body)
     except BadHookRequest as err:
-        metrics.hook_requests.labels(outcome="bad_request").inc()
-        return _error(400, err.summary, err.body())
+        return _reject(app, started, 400, "bad_request", err.summary, err.body())
     metrics.inflight.inc()
     try:
         decision = await app[SERVICE].decide(hook.username, hook.password, deadline, hook.client_ip)
@@ -206,27 +200,44 @@ async def handle_password_import(request: web.Request) -> web.Response:
         metrics.inflight.dec()
     outcome = "verified" if decision.verified else "unverified"
     metrics.hook_requests.labels(outcome=outcome).inc()
-    _log_decision(app, hook, outcome, decision.reason, decision.route, decision.source,
-                  loop.time() - loop_time)  # fmt: skip
+    _log_decision(
+        app, outcome, decision.reason, loop.time() - started, hook, decision.route, decision.source
+    )
     return web.Response(body=reply_body(decision.verified), content_type=_JSON)
+
+
+def _reject(
+    app: web.Application,
+    started: float,
+    status: int,
+    outcome: str,
+    summary: str,
+    body: bytes | None = None,
+) -> web.Response:
+    """Answer a request that is not a usable hook call (never echoing it), count and log it."""
+    app[METRICS].hook_requests.labels(outcome=outcome).inc()
+    _log_decision(app, outcome, outcome, asyncio.get_running_loop().time() - started)
+    payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
+    return web.Response(status=status, body=payload, content_type=_JSON)
 
 
 def _log_decision(
     app: web.Application,
-    hook: PasswordImportRequest,
     outcome: str,
     reason: str,
-    route: str | None,
-    source: str | None,
     seconds: float,
+    hook: PasswordImportRequest | None = None,
+    route: str | None = None,
+    source: str | None = None,
 ) -> None:
+    """Exactly one `hook_decision` line per hook request; the username only redacted."""
     decision_logger.info(
         "hook_decision",
         extra={
             "event": "hook_decision",
-            "event_id": hook.event_id,
-            "okta_request_id": hook.request_id,
-            "user": app[REDACT](hook.username),
+            "event_id": hook.event_id if hook else None,
+            "okta_request_id": hook.request_id if hook else None,
+            "user": app[REDACT](hook.username) if hook else None,
             "route": route,
             "source": source,
             "result": outcome,
@@ -244,8 +255,13 @@ async def handle_healthz(request: web.Request) -> web.Response:
 async def handle_readyz(request: web.Request) -> web.Response:
     """Readiness: every source has started; the body says which has not and why."""
     sources = request.app[SOURCES]
+    guards = request.app[SERVICE].guards
     detail = {
-        name: {"ready": s.ready, **({"last_error": s.last_error} if not s.ready else {})}
+        name: {
+            "ready": s.ready,
+            "circuit": guards[name].breaker.state.name.lower(),
+            **({"last_error": s.last_error} if not s.ready else {}),
+        }
         for name, s in sources.items()
     }
     metrics = request.app[METRICS]

@@ -85,6 +85,17 @@ def _serve(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     configure_logging(config.logging.level, config.logging.format, config.logging.library_debug)
+    logger.info(
+        "config loaded",
+        extra={
+            "config": args.config,
+            "sources": {s.name: s.type for s in config.sources},
+            "routes": len(config.routes),
+            "cache": config.cache.backend,
+            "budget_seconds": config.budget_seconds,
+            "hook_path": config.okta.hook_path,
+        },
+    )
     ssl_context = None
     if config.server.tls is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

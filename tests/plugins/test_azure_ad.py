@@ -256,7 +256,7 @@ async def test_source_down_at_start_becomes_ready_by_itself(aiohttp_client: Any)
     ready = await client.get("/readyz")
     assert ready.status == 503
     detail = (await ready.json())["sources"]["entra"]
-    assert detail == {"ready": False, "last_error": "network"}
+    assert detail == {"ready": False, "circuit": "closed", "last_error": "network"}
     status, body = await post_hook(client, "alice@contoso.com", USERS["alice@contoso.com"])
     assert (status, credential(body)) == (200, "UNVERIFIED")
 
