@@ -12,6 +12,7 @@ import abc
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,16 +79,30 @@ class StateBackend(abc.ABC):
 
 
 class MemoryBackend(StateBackend):
-    """Per-process state, bounded: the oldest entries go first once `max_entries` is reached."""
+    """Per-process state, bounded: the soonest-expiring entries go first when a store is full.
 
-    def __init__(self, max_entries: int = 100_000) -> None:
-        # Values carry their own expiry, so one structure serves every TTL.
-        self._values: TLRUCache[str, tuple[Any, float]] = TLRUCache(
-            maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
-        )
+    Cache entries (keys under `CACHE_NAMESPACES`) and protection state (failure counters,
+    cool-downs, buckets) live in separate stores of `max_entries` each, so a flood of cache
+    entries can never push a lockout counter out.
+    """
+
+    CACHE_NAMESPACES = ("verdict:", "token:", "username:")
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        def bounded() -> TLRUCache[str, tuple[Any, float]]:
+            # Values carry their own expiry, so one structure serves every TTL.
+            return TLRUCache(
+                maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
+            )
+
+        self._cache = bounded()
+        self._protection = bounded()
+
+    def _store(self, key: str) -> TLRUCache[str, tuple[Any, float]]:
+        return self._cache if key.startswith(self.CACHE_NAMESPACES) else self._protection
 
     def _live(self, key: str) -> Any:
-        entry = self._values.get(key)
+        entry = self._store(key).get(key)
         return None if entry is None else entry[0]
 
     async def get(self, key: str) -> str | None:
@@ -96,33 +111,38 @@ class MemoryBackend(StateBackend):
         return value if isinstance(value, str) else None
 
     async def set(self, key: str, value: str, ttl: float) -> None:
-        """Store a value for `ttl` seconds."""
-        self._values[key] = (value, time.monotonic() + ttl)
+        """Store a value for `ttl` seconds (short repeated values are interned)."""
+        self._store(key)[key] = (
+            sys.intern(value) if len(value) < 40 else value,
+            time.monotonic() + ttl,
+        )
 
     async def delete(self, key: str) -> None:
         """Remove a key."""
-        self._values.pop(key, None)
+        self._store(key).pop(key, None)
 
     async def incr_window(self, key: str, window: float) -> int:
         """Count one event in a fixed window that starts with the first event."""
-        entry = self._values.get(key)
+        store = self._store(key)
+        entry = store.get(key)
         if entry is None or not isinstance(entry[0], int):
-            self._values[key] = (1, time.monotonic() + window)
+            store[key] = (1, time.monotonic() + window)
             return 1
         count = entry[0] + 1
-        self._values[key] = (count, entry[1])
+        store[key] = (count, entry[1])
         return count
 
     async def take_token(self, key: str, rate: float, burst: int) -> bool:
         """Take one token from a bucket refilled at `rate` per second up to `burst`."""
+        store = self._store(key)
         now = time.monotonic()
-        entry = self._values.get(key)
+        entry = store.get(key)
         tokens, last = entry[0] if entry is not None else (float(burst), now)
         tokens = min(float(burst), tokens + (now - last) * rate)
         taken = tokens >= 1
         if taken:
             tokens -= 1
-        self._values[key] = ((tokens, now), now + burst / rate + 1)
+        store[key] = ((tokens, now), now + burst / rate + 1)
         return taken
 
     async def count(self, key: str) -> int:
@@ -131,7 +151,7 @@ class MemoryBackend(StateBackend):
         return value if isinstance(value, int) else 0
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._cache) + len(self._protection)
 
 
 class RedisBackend(StateBackend):
