@@ -17,10 +17,6 @@ ALICE = "alice@contoso.com"
 # are checked separately where they matter.
 COUNTED_SUFFIXES = ("_total", "_count")
 
-# TODO(rate-limits): test_rate_limited_request_counts_limit_and_unverified is left out until the
-# username/ip/source limiter lands (being built now); it must assert gateway_rate_limited_total
-# {limit=...} +1 and the hook outcome, without any verification counted.
-
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
@@ -192,4 +188,38 @@ async def test_each_outcome_counts_once_in_a_mixed_sequence(make_gateway: Gatewa
         "gateway_verifications_total{result=denied,source=entra}": 2,
         "gateway_verification_duration_seconds_count{source=entra}": 3,
         "gateway_upstream_errors_total{code=aadsts_50126,source=entra}": 2,
+    }
+
+
+async def test_rate_limited_requests_count_the_limit_and_no_verification(
+    make_gateway: GatewayFactory,
+) -> None:
+    limits = {"per_username": {"failures": 1, "window_seconds": 60}}
+    client = await make_gateway(extra={"rate_limits": limits})
+    registry = _registry(client)
+    await post_hook(client, ALICE, "not-" + USERS[ALICE])
+    before = _counted(registry)
+    status, body = await post_hook(client, ALICE, USERS[ALICE])
+    assert (status, credential(body)) == (200, "UNVERIFIED")
+    assert _delta(before, _counted(registry)) == {
+        "gateway_hook_requests_total{outcome=unverified}": 1,
+        "gateway_rate_limited_total{limit=username}": 1,
+    }
+
+
+async def test_source_rate_cap_counts_source_limit_and_unavailable(
+    make_gateway: GatewayFactory,
+) -> None:
+    limits = {"per_source": {"rate_per_second": 0.01, "burst": 1}}
+    client = await make_gateway(extra={"rate_limits": limits})
+    registry = _registry(client)
+    await post_hook(client, ALICE, USERS[ALICE])
+    before = _counted(registry)
+    status, body = await post_hook(client, "bob@contoso.com", USERS["bob@contoso.com"])
+    assert (status, credential(body)) == (200, "UNVERIFIED")
+    assert _delta(before, _counted(registry)) == {
+        "gateway_hook_requests_total{outcome=unverified}": 1,
+        "gateway_rate_limited_total{limit=source}": 1,
+        "gateway_verifications_total{result=unavailable,source=entra}": 1,
+        "gateway_cache_requests_total{cache=verdict,result=miss}": 1,
     }
