@@ -3,7 +3,8 @@
 msal is blocking and has caches that are wrong for a password checker (reference/entra-ropc-msal.md
 §4): it replays one user's 429/5xx to every other user and breaks for good after ~1,000 cached
 entries. So this module gives msal an HTTP cache and a token cache that store nothing, and does
-the caching that is worth doing (user realm per domain) in the `requests.Session` it hands msal.
+the caching that is worth doing (user realm per domain) in the HTTP client it hands msal
+(`plugins.entra_http`).
 """
 
 from __future__ import annotations
@@ -11,25 +12,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import msal
-import requests
-from cachetools import TLRUCache
+import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from requests.adapters import HTTPAdapter
 
 from plugins.base import Result, Source, SourceConfig, Verdict, is_loopback_http
+from plugins.entra_http import EntraHttpClient, UpstreamHTTPError
 
 logger = logging.getLogger(__name__)
 
@@ -169,94 +169,6 @@ class _NoStoreTokenCache(msal.TokenCache):  # type: ignore[misc]
         return None
 
 
-class _LastResponse(threading.local):
-    """What the token endpoint last answered on this thread (msal hides status codes)."""
-
-    status: int | None = None
-    retry_after: str | None = None
-
-
-class EntraHttpClient(requests.Session):
-    """The `http_client` msal uses: timeouts, realm cache per domain, loopback rewriting.
-
-    In loopback mode every URL msal asks for (any host, including ones the discovery document
-    advertises) goes to the emulator base, keeping path and query.
-    """
-
-    def __init__(self, config: AzureAdConfig) -> None:
-        super().__init__()
-        self._timeout = (config.timeouts.connect_seconds, config.timeouts.read_seconds)
-        self._loopback_base = urlsplit(config.authority) if config.loopback else None
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=config.max_workers, max_retries=0)
-        self.mount("https://", adapter)
-        self.mount("http://", adapter)
-        # One realm answer per domain: the answer is per domain in practice, and per-user caching
-        # would grow with the user count and cost one extra request per verification.
-        self._realms: TLRUCache[str, requests.Response] = TLRUCache(
-            maxsize=config.realm_cache_size,
-            ttu=lambda _key, _value, now: now + config.realm_cache_seconds,
-            timer=time.monotonic,
-        )
-        self._realms_lock = threading.Lock()
-        self.last = _LastResponse()
-        self.upstream_requests = 0  # for tests and benchmarks: what a verification costs
-
-    def request(
-        self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any
-    ) -> requests.Response:
-        """Send one request on msal's behalf."""
-        method = method.decode() if isinstance(method, bytes) else method
-        url = url.decode() if isinstance(url, bytes) else url
-        kwargs.setdefault("timeout", self._timeout)
-        kwargs["headers"] = _ascii_headers(kwargs.get("headers"))
-        parts = urlsplit(url)
-        if method == "GET" and parts.path.startswith("/common/userrealm/"):
-            return self._user_realm(url, parts, kwargs)
-        response = self._send(method, url, args, kwargs)
-        if method == "POST":
-            self.last.status = response.status_code
-            self.last.retry_after = response.headers.get("Retry-After")
-        return response
-
-    def _send(self, method: str, url: str, args: Any, kwargs: dict[str, Any]) -> requests.Response:
-        if self._loopback_base is not None:
-            parts = urlsplit(url)
-            base = self._loopback_base
-            url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
-        self.upstream_requests += 1
-        return super().request(method, url, *args, **kwargs)
-
-    def _user_realm(self, url: str, parts: Any, kwargs: dict[str, Any]) -> requests.Response:
-        # msal formats the username into the URL unescaped ('#', '?', '/' would corrupt it).
-        raw_username = url.split("/common/userrealm/", 1)[1].rsplit("?api-version=", 1)[0]
-        domain = raw_username.rpartition("@")[2].lower() if "@" in raw_username else ""
-        if domain:
-            with self._realms_lock:
-                cached = self._realms.get(domain)
-            if cached is not None:
-                return cached
-        safe_url = urlunsplit(
-            (parts.scheme, parts.netloc, "/common/userrealm/" + quote(raw_username, safe="@"),
-             "api-version=1.0", "")
-        )  # fmt: skip
-        response = self._send("GET", safe_url, (), kwargs)
-        if domain and response.status_code == 200:
-            with self._realms_lock:
-                self._realms[domain] = response
-        return response
-
-
-def _ascii_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Drop header values that are not ASCII: msal copies the username into X-AnchorMailbox.
-
-    http.client would send a non-ASCII username as Latin-1 or fail; the header is only a routing
-    hint for Entra, so leaving it out is safe.
-    """
-    if not headers:
-        return {}
-    return {k: v for k, v in headers.items() if not isinstance(v, str) or v.isascii()}
-
-
 class AzureAdSource(Source):
     """Verifies passwords against Entra ID with ROPC (managed users) or WS-Trust (federated)."""
 
@@ -302,12 +214,37 @@ class AzureAdSource(Source):
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.max_workers, thread_name_prefix=f"msal-{self.name}"
         )
-        self._http = EntraHttpClient(self.settings)
+        settings = self.settings
+        self._http = EntraHttpClient(
+            loopback_base=settings.authority if settings.loopback else None,
+            connect_seconds=settings.timeouts.connect_seconds,
+            read_seconds=settings.timeouts.read_seconds,
+            pool_size=settings.max_workers,
+            realm_cache_seconds=settings.realm_cache_seconds,
+            realm_cache_size=settings.realm_cache_size,
+        )
+        await self._start_threads()
         credential = await asyncio.get_running_loop().run_in_executor(
             self._executor, self._client_credential
         )
         if not await self._try_build(credential):
             self._retry_task = asyncio.create_task(self._build_until_ready(credential))
+
+    async def _start_threads(self) -> None:
+        """Start every worker thread now, not one per request until `max_workers` exist.
+
+        The executor starts a thread (and waits for it) inside a request whenever none is idle.
+        """
+        assert self._executor is not None
+        workers = self.settings.max_workers
+        barrier = threading.Barrier(workers)
+
+        def wait() -> None:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=10)
+
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor, wait) for _ in range(workers)))
 
     async def close(self) -> None:
         """Stop the background retry, the threads and the connection pool."""
@@ -428,7 +365,7 @@ class AzureAdSource(Source):
         if response.status_code >= 500:
             raise GraphError("http_5xx")
         try:
-            users = response.json()["value"]
+            users = json.loads(response.text)["value"]
             return [str(u["userPrincipalName"]) for u in users]
         except (ValueError, KeyError, TypeError):
             raise GraphError("bad_response") from None
@@ -599,26 +536,27 @@ def _seconds(header: str | None) -> float | None:
 
 
 def classify_exception(err: BaseException) -> tuple[Result, str]:
-    """Map what msal or requests raised to a result and reason.
+    """Map what msal or the HTTP client raised to a result and reason.
 
     Message text is never logged or returned; only the AD FS fault code is read from it, and that
     carries no user input.
     """
-    if isinstance(err, requests.Timeout):
+    if isinstance(err, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+        return Result.UNAVAILABLE, "network"
+    if isinstance(err, urllib3.exceptions.TimeoutError):
         return Result.UNAVAILABLE, "timeout"
-    if isinstance(err, requests.HTTPError):
-        status = err.response.status_code if err.response is not None else 0
-        if status == 429:
+    if isinstance(err, UpstreamHTTPError):
+        if err.status == 429:
             return Result.UNAVAILABLE, "http_429"
-        return Result.UNAVAILABLE, "http_5xx" if status >= 500 else "bad_response"
-    if isinstance(err, requests.RequestException):
+        return Result.UNAVAILABLE, "http_5xx" if err.status >= 500 else "bad_response"
+    if isinstance(err, urllib3.exceptions.HTTPError | OSError):
         return Result.UNAVAILABLE, "network"
     if isinstance(err, msal.exceptions.MsalServiceError):
         return Result.UNAVAILABLE, "http_5xx" if "HTTP Error: 5" in str(err) else "bad_response"
     if isinstance(err, RuntimeError) and "FailedAuthentication" in str(err):
         # AD FS answers a wrong password with HTTP 500 and a SOAP fault; msal raises this.
         return Result.DENIED, "adfs_failed_authentication"
-    if isinstance(err, ValueError):  # JSONDecodeError, MEX without an endpoint, bad discovery
+    if isinstance(err, ValueError | SyntaxError):  # bad JSON or XML, MEX without an endpoint
         return Result.UNAVAILABLE, "bad_response"
     return Result.UNAVAILABLE, "other"
 
