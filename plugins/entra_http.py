@@ -1,30 +1,32 @@
-"""The HTTP client msal uses for Entra ID: lean, bounded in time, and safe across users.
+"""The HTTP client msal uses for Entra ID: async underneath, bounded in time, safe across users.
 
 msal accepts any object with `get`/`post` returning `status_code`, `text`, `headers` and
-`raise_for_status()`. This one is built on urllib3 directly: requests' per-call work (environment
-and .netrc lookups, hooks, cookie jars, header dict copies) cost about a third of the CPU of a
-verification and bought nothing here. It also
+`raise_for_status()`. msal runs bridged onto the event loop (`plugins.sync_bridge`), and this
+client sends its requests with aiohttp through `await_only`, so no thread waits on a socket. It
+also
 - applies connect/read timeouts to every request (msal sets none),
 - caches the user-realm answer per domain (one HTTP request per verification instead of two,
   and no per-user growth),
 - quotes the username msal puts raw into the realm URL, and drops non-ASCII header values,
 - in loopback mode sends every URL msal asks for, whatever its host, to the emulator base,
-- records the token endpoint's status and Retry-After per thread (msal hides them).
+- records the token endpoint's status and Retry-After for the current call (msal hides them).
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 from urllib.request import getproxies, proxy_bypass
 
+import aiohttp
 import certifi
-import urllib3
 from cachetools import TLRUCache
+
+from plugins.sync_bridge import await_only, call_state
 
 
 class UpstreamHTTPError(Exception):
@@ -51,11 +53,10 @@ class HttpResponse:
             raise UpstreamHTTPError(self.status_code)
 
 
-class _LastResponse(threading.local):
-    """What the token endpoint last answered on this thread."""
-
-    status: int | None = None
-    retry_after: str | None = None
+def last_token_response() -> tuple[int | None, str | None]:
+    """Status and Retry-After of the last POST in the current bridged call."""
+    state = call_state()
+    return state.get("status"), state.get("retry_after")
 
 
 class EntraHttpClient:
@@ -67,56 +68,43 @@ class EntraHttpClient:
         loopback_base: str | None,
         connect_seconds: float,
         read_seconds: float,
-        pool_size: int,
+        max_connections: int,
         realm_cache_seconds: float,
         realm_cache_size: int,
     ) -> None:
         self._loopback = urlsplit(loopback_base) if loopback_base else None
-        self._timeout = urllib3.Timeout(connect=connect_seconds, read=read_seconds)
-        self._pool_size = pool_size
-        # Operators point REQUESTS_CA_BUNDLE / SSL_CERT_FILE at a corporate CA, as for requests.
-        self._ca_certs = (
-            os.environ.get("REQUESTS_CA_BUNDLE")
-            or os.environ.get("SSL_CERT_FILE")
-            or certifi.where()
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_seconds, sock_read=read_seconds
         )
-        self._direct = self._manager(None)
-        self._proxied: dict[str, urllib3.PoolManager] = {}
-        self._managers_lock = threading.Lock()
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[str, str | None] = {}
         self._realms: TLRUCache[str, HttpResponse] = TLRUCache(
             maxsize=realm_cache_size,
             ttu=lambda _key, _value, now: now + realm_cache_seconds,
             timer=time.monotonic,
         )
-        self._realms_lock = threading.Lock()
-        self.last = _LastResponse()
         self.upstream_requests = 0  # what verifications cost, for tests and benchmarks
 
-    def _manager(self, proxy: str | None) -> urllib3.PoolManager:
-        options: dict[str, Any] = {
-            "num_pools": 8,
-            "maxsize": self._pool_size,
-            "retries": False,  # no time for retries inside Okta's 3 s; the user retries
-            "timeout": self._timeout,
-            "ca_certs": self._ca_certs,
-        }
-        if proxy:
-            return urllib3.ProxyManager(proxy, **options)
-        return urllib3.PoolManager(**options)
-
-    def _manager_for(self, url: str) -> urllib3.PoolManager:
-        """Honour HTTPS_PROXY / NO_PROXY as requests would, resolved once per host."""
-        if self._loopback is not None:
-            return self._direct
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        with self._managers_lock:
-            manager = self._proxied.get(host)
-            if manager is None:
-                proxy = getproxies().get(parts.scheme)
-                manager = self._direct if not proxy or proxy_bypass(host) else self._manager(proxy)
-                self._proxied[host] = manager
-        return manager
+    async def start(self) -> None:
+        """Open the connection pool (needs the running loop)."""
+        # Operators point REQUESTS_CA_BUNDLE / SSL_CERT_FILE at a corporate CA, as for requests.
+        ca_file = (
+            os.environ.get("REQUESTS_CA_BUNDLE")
+            or os.environ.get("SSL_CERT_FILE")
+            or certifi.where()
+        )
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections,
+            ssl=ssl.create_default_context(cafile=ca_file),
+            ttl_dns_cache=300,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
     def get(
         self,
@@ -128,8 +116,7 @@ class EntraHttpClient:
         """GET on msal's behalf (discovery, user realm, MEX)."""
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params)
-        path = urlsplit(url).path
-        if path.startswith("/common/userrealm/"):
+        if urlsplit(url).path.startswith("/common/userrealm/"):
             return self._user_realm(url, headers)
         return self._send("GET", url, None, headers)
 
@@ -154,15 +141,18 @@ class EntraHttpClient:
         else:
             body = data
         response = self._send("POST", url, body, sent_headers)
-        self.last.status = response.status_code
-        self.last.retry_after = response.headers.get("Retry-After")
+        state = call_state()
+        state["status"] = response.status_code
+        state["retry_after"] = response.headers.get("Retry-After")
         return response
 
     def close(self) -> None:
+        """Msal may call this; the pool is closed by `aclose`."""
+
+    async def aclose(self) -> None:
         """Close pooled connections."""
-        self._direct.clear()
-        for manager in self._proxied.values():
-            manager.clear()
+        if self._session is not None:
+            await self._session.close()
 
     def _send(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
@@ -172,20 +162,42 @@ class EntraHttpClient:
             base = self._loopback
             url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
         self.upstream_requests += 1
-        raw = self._manager_for(url).request(
-            method, url, body=body, headers=_ascii_headers(headers), redirect=False
-        )
-        return HttpResponse(raw.status, raw.data.decode("utf-8", "replace"), raw.headers)
+        return await_only(self._request(method, url, body, _ascii_headers(headers)))
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+    ) -> HttpResponse:
+        if self._session is None:
+            raise RuntimeError("EntraHttpClient.start() was not awaited")
+        async with self._session.request(
+            method,
+            url,
+            data=body,
+            headers=headers,
+            proxy=self._proxy_for(url),
+            allow_redirects=False,
+        ) as raw:
+            text = await raw.text(encoding="utf-8", errors="replace")
+            return HttpResponse(raw.status, text, raw.headers)
+
+    def _proxy_for(self, url: str) -> str | None:
+        """Honour HTTPS_PROXY / NO_PROXY as requests would, resolved once per host."""
+        if self._loopback is not None:
+            return None
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host not in self._proxies:
+            proxy = getproxies().get(parts.scheme)
+            self._proxies[host] = None if not proxy or proxy_bypass(host) else proxy
+        return self._proxies[host]
 
     def _user_realm(self, url: str, headers: Mapping[str, str] | None) -> HttpResponse:
         # msal formats the username into the URL unescaped ('#', '?', '/' would corrupt it).
         raw_username = url.split("/common/userrealm/", 1)[1].rsplit("?api-version=", 1)[0]
         domain = raw_username.rpartition("@")[2].lower() if "@" in raw_username else ""
-        if domain:
-            with self._realms_lock:
-                cached = self._realms.get(domain)
-            if cached is not None:
-                return cached
+        cached = self._realms.get(domain) if domain else None
+        if cached is not None:
+            return cached
         parts = urlsplit(url)
         safe_url = urlunsplit(
             (parts.scheme, parts.netloc, "/common/userrealm/" + quote(raw_username, safe="@"),
@@ -193,16 +205,15 @@ class EntraHttpClient:
         )  # fmt: skip
         response = self._send("GET", safe_url, None, headers)
         if domain and response.status_code == 200:
-            with self._realms_lock:
-                self._realms[domain] = response
+            self._realms[domain] = response
         return response
 
 
 def _ascii_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """Drop header values that are not ASCII: msal copies the username into X-AnchorMailbox.
 
-    http.client would send a non-ASCII username as Latin-1 or fail; the header is only a routing
-    hint for Entra, so leaving it out is safe.
+    HTTP headers cannot carry a non-ASCII username as-is; the header is only a routing hint for
+    Entra, so leaving it out is safe.
     """
     if not headers:
         return {}

@@ -1018,8 +1018,16 @@ class EntraEmulator:
         self.requests_by_kind["token"] += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        loop = asyncio.get_running_loop()
+        # The answer leaves `latency_ms` after the request arrived, whatever the work took, so
+        # a benchmark's directory latency is L itself, not L plus the emulator's own queueing.
+        answer_at = loop.time() + self.latency_ms / 1000
         try:
-            return await self._token(request)
+            response = await self._token(request)
+            delay = answer_at - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            return response
         finally:
             self.in_flight -= 1
 
@@ -1034,8 +1042,6 @@ class EntraEmulator:
         self.token_requests_by_grant[grant or "<missing>"] += 1
         if grant == GRANT_ROPC and form.get("username"):
             self.token_requests_by_user[form["username"].lower()] += 1
-        if self.latency_ms:
-            await asyncio.sleep(self.latency_ms / 1000)
         if self.fault.mode != "none":
             return self._counted(await self.fault_response(self.fault.mode, self.fault.retry_after))
         tenant = request.match_info["tenant"]

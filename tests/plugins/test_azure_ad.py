@@ -334,7 +334,7 @@ async def test_one_source_stays_correct_through_20000_verifications() -> None:
     running = await start_emulator(directory)
     users = [(u.username, u.password) for u in directory.users if u.username.startswith("user")]
     assert len(users) == 2_000
-    src = AzureAdSource(source_config(running.url, max_workers=32))
+    src = AzureAdSource(source_config(running.url, max_connections=32))
     await src.start()
     mistakes: list[tuple[int, str]] = []
     semaphore = asyncio.Semaphore(32)
