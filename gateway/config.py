@@ -163,7 +163,7 @@ class CacheConfig(_Strict):
     denied_ttl_seconds: float = Field(60, ge=0)
     # Per process, for the memory store (and the Redis fallback): bounds memory whatever the
     # user count; raise it if more distinct sign-ins than this happen within a TTL.
-    max_entries: int = Field(20_000, ge=100)
+    max_entries: int = Field(10_000, ge=100)
     redis_timeout_seconds: float = Field(0.25, gt=0, le=5)
 
     @field_validator("url")

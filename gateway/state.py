@@ -88,7 +88,7 @@ class MemoryBackend(StateBackend):
 
     CACHE_NAMESPACES = ("verdict:", "token:", "username:")
 
-    def __init__(self, max_entries: int = 20_000) -> None:
+    def __init__(self, max_entries: int = 10_000) -> None:
         def bounded() -> TLRUCache[str, tuple[Any, float]]:
             # Values carry their own expiry, so one structure serves every TTL.
             return TLRUCache(
