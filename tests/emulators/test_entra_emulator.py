@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime
 import json
 import logging
 import re
@@ -18,6 +17,8 @@ import aiohttp
 import msal
 import pytest
 import requests
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from msal.exceptions import MsalServiceError
 
 from gateway.emulators.entra import (
@@ -29,6 +30,7 @@ from gateway.emulators.entra import (
     load_directory,
     start_emulator,
 )
+from tests.certs import self_signed
 
 DEMO_USERS = Path(__file__).resolve().parents[2] / "gateway" / "emulators" / "demo_users.yaml"
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -459,30 +461,9 @@ async def test_unknown_client_id_is_700016(make_app: AppFactory) -> None:
 
 
 def _certificate() -> dict[str, str]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    return {"private_key": pem, "thumbprint": cert.fingerprint(hashes.SHA1()).hex()}
+    cert_pem, key_pem = self_signed()
+    thumbprint = x509.load_pem_x509_certificate(cert_pem).fingerprint(hashes.SHA1()).hex()
+    return {"private_key": key_pem.decode(), "thumbprint": thumbprint}
 
 
 async def test_certificate_client_assertion_accepted(make_app: AppFactory) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime
 import random
 import socket
 import time
@@ -13,10 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 
 from gateway.config import parse_config
 from gateway.emulators.entra import (
@@ -27,6 +22,7 @@ from gateway.emulators.entra import (
 )
 from plugins.azure_ad import AzureAdConfig, AzureAdSource
 from plugins.base import Result
+from tests.certs import self_signed
 from tests.conftest import USERS, USERS_FILE, GatewayFactory, credential, gateway_yaml, post_hook
 
 DIRECTORY = yaml.safe_load(USERS_FILE.read_text(encoding="utf-8"))
@@ -284,28 +280,10 @@ async def test_wrong_client_secret_is_unavailable_misconfiguration(entra: Runnin
 
 
 def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gateway-test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
+    cert_pem, key_pem = self_signed()
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    cert_path.write_bytes(cert_pem)
+    key_path.write_bytes(key_pem)
     return cert_path, key_path
 
 
