@@ -93,11 +93,21 @@ class SingleFlight:
         """Run `call` unless an identical one is running; True when this caller made the call."""
         running = self._calls.get(key)
         if running is not None:
-            return await asyncio.shield(running), False
+            try:
+                return await asyncio.shield(running), False
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not running.cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The first caller was cancelled (shutdown, client gone): ask for ourselves.
+            return await self.run(key, call)
         future: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
         self._calls[key] = future
         try:
             verdict = await call()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as err:
             future.set_exception(err)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
