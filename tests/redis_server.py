@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -78,6 +79,16 @@ class RedisServer:
         if self._monitor is not None:
             self._monitor.join(timeout=5)
             self._monitor = None
+
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open and nothing answers."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """Undo `pause`."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
 
     def keys_and_values(self) -> list[str]:
         """Every key currently stored and its value, as text."""

@@ -199,3 +199,24 @@ async def test_redis_traffic_is_recorded_for_the_session_scan(redis_server: Redi
 
     assert any(marker in line for line in MONITORED), (MONITOR_ENDS, len(MONITORED))
     assert redis_traffic_leaks() == []
+
+
+async def test_a_hung_redis_cannot_push_the_answer_past_the_budget(
+    make_gateway: GatewayFactory,
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        cache = {**_redis_cache(server), "redis_timeout_seconds": 3}
+        client = await make_gateway(extra={"cache": cache}, budget=0.5)
+        _, body = await post_hook(client, ALICE, USERS[ALICE])
+        assert credential(body) == "VERIFIED"
+        server.pause()
+        started = asyncio.get_running_loop().time()
+        status, body = await post_hook(client, "bob@contoso.com", USERS["bob@contoso.com"])
+        elapsed = asyncio.get_running_loop().time() - started
+        assert (status, credential(body)) == (200, "UNVERIFIED")
+        assert elapsed < 1.5  # budget 0.5 s; Redis would have held it for 3 s
+    finally:
+        server.resume()
+        server.stop()
