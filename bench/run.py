@@ -37,6 +37,7 @@ HOOK_PATH = "/okta/password-import"
 SCENARIOS = ("a", "b", "c", "d", "e")
 DEFAULT_DURATION = {"a": 20.0, "b": 20.0, "c": 15.0, "e": 15.0}
 D_CAP_SECONDS = 600.0  # scenario d runs until its users are done, at most this long
+REDIS_URL: str | None = None  # --redis: run the gateway with the shared Redis backend
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,13 @@ def _gateway_config(
         "routes": routes,
         "logging": {"level": "warning", "format": "json"},
     }
+    if REDIS_URL is not None:
+        config["cache"] = {
+            "backend": "redis",
+            "url": REDIS_URL,
+            "key_prefix": f"bench-{secrets.token_hex(4)}",
+            "hmac_secret": secrets.token_hex(16),
+        }
     return yaml.safe_dump(config)
 
 
@@ -470,6 +478,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--d-users", type=int, default=100_000, help="distinct users of scenario d")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
+    parser.add_argument(
+        "--redis", metavar="URL", help="use cache.backend redis at URL (default: memory)"
+    )
     return parser
 
 
@@ -480,6 +491,8 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: print the machine, run, print rows, write JSON; children never outlive it."""
     args = _parser().parse_args(argv)
+    global REDIS_URL
+    REDIS_URL = args.redis
     machine = procs.machine()
     print(
         f"machine: nproc={machine['nproc']} cpu={machine['cpu_model']!r} "
