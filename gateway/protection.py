@@ -61,6 +61,10 @@ class VerdictCache:
         self._policy = policy
         self._metrics = metrics
 
+    def full_key(self, key: str) -> str:
+        """Where the verdict for `key` lives in the shared state."""
+        return self._store.full_key(key)
+
     async def get(self, key: str, source: str) -> Verdict | None:
         """A cached verdict for this credential key, or None."""
         raw = await self._store.get(key)
@@ -126,6 +130,10 @@ class FailureLimiter:
         self._store = store
         self._limit = limit
 
+    def keys_to_read(self, key: str) -> list[str]:
+        """What `exceeded` will read (nothing when the limit is off)."""
+        return [] if self._limit is None else [self._store.full_key(key)]
+
     async def exceeded(self, key: str) -> bool:
         """True when the key has used up its failures for the current window."""
         if self._limit is None:
@@ -138,8 +146,8 @@ class FailureLimiter:
             await self._store.incr_window(key, self._limit.window_seconds)
 
     async def reset(self, key: str) -> None:
-        """Forget failures (after a verified sign-in)."""
-        if self._limit is not None:
+        """Forget failures (after a verified sign-in); no write when there were none."""
+        if self._limit is not None and await self._store.count(key) > 0:
             await self._store.delete(key)
 
 
@@ -220,6 +228,10 @@ class SourceGuard:
         self.breaker = CircuitBreaker(
             breaker, lambda state: metrics.circuit_state.labels(source=name).set(state)
         )
+
+    def keys_to_read(self, user_key: str) -> list[str]:
+        """The cool-down flags `refusal` will read."""
+        return [self._store.full_key("source"), self._store.full_key(f"user:{user_key}")]
 
     async def refusal(self, user_key: str) -> str | None:
         """A reason to answer without calling the directory, or None to go ahead."""

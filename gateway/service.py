@@ -65,6 +65,7 @@ class PasswordImportService:
         self.sources = dict(sources)
         self.metrics = metrics
         self.keys = keys
+        self.state = state
         limits = config.rate_limits
         self.username_limit = FailureLimiter(Namespace(state, "fail-user"), limits.per_username)
         self.ip_limit = FailureLimiter(Namespace(state, "fail-ip"), limits.per_ip)
@@ -103,12 +104,25 @@ class PasswordImportService:
         user = normalise_username(match.username)
         user_key = self.keys("user", user)
         ip_key = self.keys("ip", client_ip) if client_ip else None
+        cache_keys = {name: self.keys("verdict", name, user, password) for name in match.sources}
+        # Every key this request reads, in one round trip (one MGET with Redis).
+        to_read = self.username_limit.keys_to_read(user_key)
+        if ip_key is not None:
+            to_read += self.ip_limit.keys_to_read(ip_key)
+        for name, cache_key in cache_keys.items():
+            to_read += [
+                self.verdict_cache.full_key(cache_key),
+                *self.guards[name].keys_to_read(user_key),
+            ]
+        await self.state.prefetch(to_read)
         refusal = await self._limit_refusal(user_key, ip_key)
         if refusal is not None:
             return Decision(False, refusal, match.route)
         answers: list[_Answer] = []
         for name in match.sources:
-            answer = await self._ask(name, match.username, user, user_key, password, deadline)
+            answer = await self._ask(
+                name, match.username, user_key, password, deadline, cache_keys[name]
+            )
             answers.append(answer)
             if answer.verdict.definitive:
                 break
@@ -143,15 +157,14 @@ class PasswordImportService:
         self,
         name: str,
         username: str,
-        user: str,
         user_key: str,
         password: str,
         deadline: float,
+        cache_key: str,
     ) -> _Answer:
         source = self.sources[name]
         if not source.ready:
             return self._gateway_answer(source.verdict(Result.UNAVAILABLE, "not_ready"))
-        cache_key = self.keys("verdict", name, user, password)
         cached = await self.verdict_cache.get(cache_key, name)
         if cached is not None:
             return _Answer(cached, upstream=False)

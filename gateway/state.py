@@ -15,6 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,6 +65,10 @@ class StateBackend(abc.ABC):
         """Remove a key."""
 
     @abc.abstractmethod
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """Read several keys at once (counters as decimal strings)."""
+
+    @abc.abstractmethod
     async def incr_window(self, key: str, window: float) -> int:
         """Count one event; the count resets `window` seconds after its first event."""
 
@@ -109,6 +114,11 @@ class MemoryBackend(StateBackend):
         """Return a value, or None when absent or expired."""
         value = self._live(key)
         return value if isinstance(value, str) else None
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """Read several keys at once (counters as decimal strings)."""
+        values = [self._live(key) for key in keys]
+        return [str(v) if isinstance(v, int) else v if isinstance(v, str) else None for v in values]
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         """Store a value for `ttl` seconds (short repeated values are interned)."""
@@ -184,6 +194,11 @@ class RedisBackend(StateBackend):
         value = await self._cache.get(key)
         return value if isinstance(value, str) else None
 
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """Read several keys in one round trip (MGET)."""
+        raw = await self._cache.client.mget([self._key(key) for key in keys])
+        return [None if v is None else v.decode("utf-8", "replace") for v in raw]
+
     async def set(self, key: str, value: str, ttl: float) -> None:
         """Store a value for `ttl` seconds."""
         await self._cache.set(key, value, ttl=ttl)
@@ -215,6 +230,14 @@ class RedisBackend(StateBackend):
 
 
 _REDIS_TROUBLE = (RedisError, OSError, asyncio.TimeoutError)
+# Values a request prefetched (`SharedState.prefetch`), per task.
+_SNAPSHOT: ContextVar[dict[str, str | None] | None] = ContextVar("state_snapshot", default=None)
+
+
+def _remember(key: str, value: str | None) -> None:
+    snapshot = _SNAPSHOT.get()
+    if snapshot is not None and key in snapshot:
+        snapshot[key] = value
 
 
 class SharedState(StateBackend):
@@ -284,22 +307,42 @@ class SharedState(StateBackend):
             logger.warning("redis is back; shared cache and limits restored")
             return
 
+    async def prefetch(self, keys: list[str]) -> None:
+        """Read the keys this request will need in one round trip; later reads of them are free.
+
+        The snapshot belongs to the current task (a context variable), and this request's own
+        writes keep it current.
+        """
+        values: list[str | None] = await self._call("get_many", keys)
+        _SNAPSHOT.set(dict(zip(keys, values, strict=True)))
+
     async def get(self, key: str) -> str | None:
         """Return a value, or None when absent or expired."""
+        snapshot = _SNAPSHOT.get()
+        if snapshot is not None and key in snapshot:
+            return snapshot[key]
         value: str | None = await self._call("get", key)
         return value
+
+    async def get_many(self, keys: list[str]) -> list[str | None]:
+        """Read several keys at once."""
+        values: list[str | None] = await self._call("get_many", keys)
+        return values
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         """Store a value for `ttl` seconds."""
         await self._call("set", key, value, ttl)
+        _remember(key, value)
 
     async def delete(self, key: str) -> None:
         """Remove a key."""
         await self._call("delete", key)
+        _remember(key, None)
 
     async def incr_window(self, key: str, window: float) -> int:
         """Count one event in a window started by the first event."""
         count: int = await self._call("incr_window", key, window)
+        _remember(key, str(count))
         return count
 
     async def take_token(self, key: str, rate: float, burst: int) -> bool:
@@ -309,6 +352,10 @@ class SharedState(StateBackend):
 
     async def count(self, key: str) -> int:
         """Read a counter (0 when absent)."""
+        snapshot = _SNAPSHOT.get()
+        if snapshot is not None and key in snapshot:
+            raw = snapshot[key]
+            return int(raw) if raw is not None and raw.isdigit() else 0
         value: int = await self._call("count", key)
         return value
 
@@ -328,6 +375,10 @@ class Namespace:
     def __init__(self, state: SharedState, name: str) -> None:
         self._state = state
         self._prefix = f"{name}:"
+
+    def full_key(self, key: str) -> str:
+        """The key as the shared state sees it (for `SharedState.prefetch`)."""
+        return self._prefix + key
 
     async def get(self, key: str) -> str | None:
         """Return a value, or None when absent or expired."""

@@ -220,3 +220,23 @@ async def test_a_hung_redis_cannot_push_the_answer_past_the_budget(
     finally:
         server.resume()
         server.stop()
+
+
+async def test_a_verified_hook_call_costs_two_redis_round_trips(
+    make_gateway: GatewayFactory, redis_server: RedisServer
+) -> None:
+    from tests.redis_server import MONITORED
+
+    cache = _redis_cache(redis_server)
+    client = await make_gateway(extra={"cache": cache})
+    before = len(MONITORED)
+    _, body = await post_hook(client, ALICE, USERS[ALICE])
+    assert credential(body) == "VERIFIED"
+    for _ in range(50):  # MONITOR lags a little behind the commands
+        sent = [c for c in MONITORED[before:] if cache["key_prefix"] in c]
+        if len(sent) >= 2:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    sent = [c.split()[0].upper() for c in MONITORED[before:] if cache["key_prefix"] in c]
+    assert sent == ["MGET", "SETEX"] or sent == ["MGET", "PSETEX"], sent
