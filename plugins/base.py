@@ -56,6 +56,15 @@ class Verdict:
         )
 
 
+def derive_key(secret: bytes, purpose: str, *parts: str) -> bytes:
+    """HMAC-SHA256 over `purpose` and `parts`, NUL-separated: one derivation for every key.
+
+    NUL cannot occur in the parts (the hook rejects it), so different tuples never collide.
+    """
+    message = "\x00".join((purpose, *parts)).encode("utf-8", "surrogatepass")
+    return hmac.digest(secret, message, hashlib.sha256)
+
+
 class SharedStore(Protocol):
     """A key-value cache the gateway hands to sources (Redis-backed when configured)."""
 
@@ -103,8 +112,7 @@ class SourceServices:
         return cls(LocalStore(), LocalStore(), secrets.token_bytes(32))
 
     def _derive(self, purpose: str, parts: tuple[str, ...]) -> bytes:
-        message = "\x00".join((purpose, *parts)).encode("utf-8", "surrogatepass")
-        return hmac.new(self.hmac_secret, message, hashlib.sha256).digest()
+        return derive_key(self.hmac_secret, purpose, *parts)
 
     async def put_sealed(
         self, store: SharedStore, parts: tuple[str, ...], value: str, ttl: float
