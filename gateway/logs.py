@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import secrets
 import sys
 import time
 from typing import Any, Literal
+
+from plugins.base import derive_key
 
 # urllib3 logs URLs (the user-realm URL contains the username); msal logs request details.
 LIBRARY_LOGGERS = ("urllib3", "msal", "requests", "aiohttp.access", "asyncio")
@@ -84,5 +84,4 @@ class UsernameRedactor:
         if self.mode == "mask":
             local, at, domain = username.partition("@")
             return f"{local[:1]}***{at}{domain}"
-        digest = hmac.new(self._key, username.strip().lower().encode(), hashlib.sha256)
-        return "h:" + digest.hexdigest()[:16]
+        return "h:" + derive_key(self._key, "log-user", username.strip().casefold())[:8].hex()
