@@ -122,7 +122,7 @@ async def _sources_ctx(app: web.Application) -> AsyncIterator[None]:
         for source in app[SOURCES].values():
             await source.start()
             started.append(source)
-            app[METRICS].source_ready.labels(source=source.name).set(int(source.ready))
+        _publish_readiness(app)
         logger.info(
             "gateway started",
             extra={
@@ -256,6 +256,12 @@ def _log_decision(
     )
 
 
+def _publish_readiness(app: web.Application) -> None:
+    """Sources become ready in the background: refresh the gauge whenever it is read."""
+    for name, source in app[SOURCES].items():
+        app[METRICS].source_ready.labels(source=name).set(int(source.ready))
+
+
 async def handle_healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
@@ -273,9 +279,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
         }
         for name, s in sources.items()
     }
-    metrics = request.app[METRICS]
-    for name, s in sources.items():
-        metrics.source_ready.labels(source=name).set(int(s.ready))
+    _publish_readiness(request.app)
     ready = all(s.ready for s in sources.values())
     state = request.app[STATE]
     # Redis trouble does not make the gateway unready: it falls back to per-process state.
@@ -288,7 +292,6 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 async def handle_metrics(request: web.Request) -> web.Response:
     """Prometheus text exposition of this app's registry."""
-    for name, s in request.app[SOURCES].items():
-        request.app[METRICS].source_ready.labels(source=name).set(int(s.ready))
+    _publish_readiness(request.app)
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -253,14 +253,16 @@ class AzureAdSource(Source):
             )
         except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
             result, reason = classify_exception(err)
+            status, retry_after_header = last_token_response()
         else:
-            result, reason = decide(answer, last_token_response()[0], self.settings.policy)
+            status, retry_after_header = last_token_response()
+            result, reason = decide(answer, status, self.settings.policy)
         if reason in MISCONFIGURATION_REASONS:
             logger.error(
                 "entra rejects the gateway's own configuration; fix the app registration",
                 extra={"source": self.name, "reason": reason},
             )
-        throttle, retry_after = throttling(reason, last_token_response()[1])
+        throttle, retry_after = throttling(reason, retry_after_header)
         return self.verdict(
             result,
             reason,
