@@ -18,8 +18,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.protection import KeyMaker
 from gateway.service import Decision, PasswordImportService
-from gateway.state import MemoryBackend, MeteredNamespace, RedisBackend, SharedState
-from plugins.base import Source, SourceServices
+from gateway.state import Namespace, RedisSettings, SharedState, StateLimits
+from plugins.base import Source, SourceServices, derive_key
 from plugins.registry import source_class
 
 logger = logging.getLogger(__name__)
@@ -84,22 +84,29 @@ def _source_services(
         ).inc()
 
     return SourceServices(
-        token_cache=MeteredNamespace(state, f"token:{name}", counter("token")),
-        username_cache=MeteredNamespace(state, f"username:{name}", counter("username")),
-        hmac_secret=secret,
+        token_cache=Namespace(state.cache, f"token:{name}", counter("token")),
+        username_cache=Namespace(state.cache, f"username:{name}", counter("username")),
+        # A key of its own, never the master secret: a (third-party) plugin can derive and
+        # unseal only what is under its own name.
+        hmac_secret=derive_key(secret, "source", name),
     )
 
 
 def build_state(config: GatewayConfig, metrics: GatewayMetrics) -> SharedState:
-    """The one place the cache layer is built: Redis if configured, memory as store or fallback."""
+    """The one place the state layer is built: Redis if configured, memory as store or fallback."""
     cache = config.cache
     redis = None
     if cache.backend == "redis":
-        redis = RedisBackend(cache.url, cache.key_prefix, cache.redis_timeout_seconds)
-
+        redis = RedisSettings(cache.url, cache.key_prefix, cache.redis_timeout_seconds)
+    limits = StateLimits(
+        cache_entries=cache.max_entries,
+        protection_entries=config.rate_limits.max_tracked,
+        fallback_replicas=config.rate_limits.fallback_replicas,
+    )
     return SharedState(
         redis,
-        MemoryBackend(cache.max_entries),
+        limits,
+        on_full=lambda store: metrics.state_full.labels(store=store).inc(),
         on_redis_change=lambda up: metrics.redis_up.set(int(up)),
     )
 
@@ -283,7 +290,7 @@ async def handle_readyz(request: web.Request) -> web.Response:
     ready = all(s.ready for s in sources.values())
     state = request.app[STATE]
     # Redis trouble does not make the gateway unready: it falls back to per-process state.
-    cache = {"backend": state.backend_name, "redis_up": state.redis_up if state.redis else None}
+    cache = {"backend": state.backend_name, "redis_up": state.redis_up}
     return web.json_response(
         {"status": "ready" if ready else "not_ready", "sources": detail, "cache": cache},
         status=200 if ready else 503,

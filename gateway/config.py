@@ -182,7 +182,7 @@ class CacheConfig(_Strict):
 
 
 class FailureLimit(_Strict):
-    """At most `failures` failed attempts in a window that starts with the first failure."""
+    """At most `failures` wrong-or-unknown attempts reach the directory in any sliding window."""
 
     failures: int = Field(ge=1)
     window_seconds: float = Field(gt=0)
@@ -205,9 +205,14 @@ class CooldownConfig(_Strict):
 
 
 class CircuitBreakerConfig(_Strict):
-    """After `failures` consecutive unavailable answers, answer at once for `open_seconds`."""
+    """Fail fast for `open_seconds` after `failures` consecutive outage answers.
+
+    Only outage answers count (timeouts, 5xx, 429, network errors), and they must come from at
+    least `distinct_users` different usernames, so no single client can open the breaker.
+    """
 
     failures: int = Field(5, ge=1)
+    distinct_users: int = Field(3, ge=1)
     open_seconds: float = Field(10, gt=0)
 
 
@@ -219,6 +224,12 @@ class RateLimitsConfig(_Strict):
     per_source: SourceLimits = SourceLimits()
     cooldown: CooldownConfig = CooldownConfig()
     circuit_breaker: CircuitBreakerConfig | None = CircuitBreakerConfig()
+    # Keys the per-process protection store can hold (usernames and IPs with attempts inside
+    # their window). It never evicts one; when full, new users are refused (protection_full).
+    # The default is sized in the README ("Sizing the protection store").
+    max_tracked: int = Field(100_000, ge=10)
+    # While Redis is away each replica allows `failures // fallback_replicas` on its own.
+    fallback_replicas: int = Field(2, ge=1)
 
 
 class _TopLevel(_Strict):

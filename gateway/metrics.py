@@ -13,13 +13,16 @@ from plugins.base import Result, Verdict
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 HOOK_OUTCOMES = ("verified", "unverified", "bad_request", "unauthorized", "too_large")
-RATE_LIMITS = ("username", "ip", "source")
+RATE_LIMITS = ("username", "ip", "source", "cooldown", "circuit", "busy")
+STATE_STORES = ("protection", "cache")
 CACHES = ("verdict", "token", "username")
 # Fine below 100 ms (cache hits, fast directories), coarse up to the 3 s Okta limit.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
     1.0, 1.5, 2.0, 2.5, 3.0,
 )  # fmt: skip
+# The reason of a plain upstream success; anything else is counted in gateway_upstream_errors_total.
+SUCCESS_REASON = "ok"
 # Reason codes seen often enough to export at 0 from start-up, so alerts see a series.
 KNOWN_UPSTREAM_CODES = (
     "aadsts_50126", "aadsts_50034", "aadsts_50053", "aadsts_50057", "aadsts_50055",
@@ -61,6 +64,13 @@ class GatewayMetrics:
         self.rate_limited = Counter(
             "gateway_rate_limited_total", "Requests refused by a limit.", ["limit"], registry=r
         )
+        self.state_full = Counter(
+            "gateway_state_full_total",
+            "Per-process store full: protection (a new user was refused, fail closed) or cache "
+            "(a live entry was evicted).",
+            ["store"],
+            registry=r,
+        )
         self.cache_requests = Counter(
             "gateway_cache_requests_total", "Cache lookups.", ["cache", "result"], registry=r
         )
@@ -98,6 +108,8 @@ class GatewayMetrics:
             self.hook_requests.labels(outcome=outcome)
         for limit in RATE_LIMITS:
             self.rate_limited.labels(limit=limit)
+        for store in STATE_STORES:
+            self.state_full.labels(store=store)
         for cache in CACHES:
             for result in ("hit", "miss"):
                 self.cache_requests.labels(cache=cache, result=result)
@@ -120,9 +132,13 @@ class GatewayMetrics:
             self.circuit_state.labels(source=name)
 
     def record_verdict(self, verdict: Verdict, *, upstream: bool, seconds: float = 0.0) -> None:
-        """Count one source answer; latency and error codes only for real upstream calls."""
+        """Count one source answer; latency and error codes only for real upstream calls.
+
+        Every upstream answer but a plain success (`ok`) counts as an upstream error, verified
+        ones included (MFA or Conditional Access after a right password), so the code mix shows.
+        """
         self.verifications.labels(source=verdict.source, result=verdict.result.value).inc()
         if upstream:
             self.verification_seconds.labels(source=verdict.source).observe(seconds)
-            if verdict.result is not Result.VERIFIED:
+            if verdict.reason != SUCCESS_REASON:
                 self.upstream_errors.labels(source=verdict.source, code=verdict.reason).inc()

@@ -1,31 +1,69 @@
-"""What keeps the directory safe: verdict cache, single flight, failure limits, source guards.
+"""What keeps the directory safe: verdict cache, single flight, attempt limits, source guards.
 
 Every key is an HMAC-SHA256 under `cache.hmac_secret` (or a per-process secret with the memory
 backend), so neither Redis nor memory holds a clear username, IP or password.
+
+Keys have two rules (DESIGN "Keys"): a cached verdict is keyed by the exact username sent
+upstream, never normalised, so two users can never share a verdict; a limiter key may be widened
+(case-folded, NFKC) because that only makes a limit stricter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import secrets
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Literal
 
-from gateway.config import CircuitBreakerConfig, CooldownConfig, FailureLimit, SourceLimits
+from gateway.config import (
+    CircuitBreakerConfig,
+    CooldownConfig,
+    RateLimitsConfig,
+    SourceLimits,
+)
 from gateway.metrics import GatewayMetrics
-from gateway.state import Namespace
+from gateway.state import Namespace, ProtectionStore, Window
 from plugins.base import Result, Verdict, derive_key
 
 logger = logging.getLogger(__name__)
 
 
-def normalise_username(username: str) -> str:
-    """Compare usernames the way directories do: case-insensitive, Unicode-normalised, trimmed."""
-    return unicodedata.normalize("NFC", username.strip()).casefold()
+def limiter_username(username: str) -> str:
+    """Widen a username for limiter keys only: trimmed, NFKC, case-folded.
+
+    `Alice`, `ALICE`, the Kelvin sign and fullwidth forms all share one failure budget, which
+    can only make a limit stricter. Never use this for a cache key.
+    """
+    return unicodedata.normalize("NFKC", username.strip()).casefold()
+
+
+UNKNOWN_IP = "unknown"
+
+
+def limiter_ip(client_ip: str | None) -> str:
+    """The IP limiter key: IPv4 as is, IPv6 per /64, anything missing or unparsable shared.
+
+    One host holds a whole /64 (SLAAC, privacy addresses), so per-address IPv6 keys would give
+    an attacker 2^64 budgets. A request without a usable `ipAddress` shares one "unknown" budget.
+    """
+    if not client_ip:
+        return UNKNOWN_IP
+    try:
+        address = ipaddress.ip_address(client_ip.strip())
+    except ValueError:
+        return UNKNOWN_IP
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 class KeyMaker:
@@ -58,13 +96,12 @@ class VerdictCache:
         self._policy = policy
         self._metrics = metrics
 
-    def full_key(self, key: str) -> str:
-        """Where the verdict for `key` lives in the shared state."""
-        return self._store.full_key(key)
+    async def read(self, keys: Sequence[str]) -> list[str | None]:
+        """Fetch the raw entries for several credential keys at once (one MGET with Redis)."""
+        return await self._store.get_many(keys)
 
-    async def get(self, key: str, source: str) -> Verdict | None:
-        """A cached verdict for this credential key, or None."""
-        raw = await self._store.get(key)
+    def verdict(self, raw: str | None, source: str) -> Verdict | None:
+        """Turn a raw entry into a verdict, counting the hit or miss."""
         self._metrics.cache_requests.labels(cache="verdict", result="hit" if raw else "miss").inc()
         if not raw:
             return None
@@ -120,32 +157,25 @@ class SingleFlight:
             del self._calls[key]
 
 
-class FailureLimiter:
-    """Refuses a key (username or client IP) after too many failures in a window."""
+class AttemptLimits:
+    """The sliding windows a directory call must reserve a slot in: per username, per IP."""
 
-    def __init__(self, store: Namespace, limit: FailureLimit | None) -> None:
-        self._store = store
-        self._limit = limit
+    def __init__(self, limits: RateLimitsConfig) -> None:
+        self._per_username = limits.per_username
+        self._per_ip = limits.per_ip
 
-    def keys_to_read(self, key: str) -> list[str]:
-        """What `exceeded` will read (nothing when the limit is off)."""
-        return [] if self._limit is None else [self._store.full_key(key)]
-
-    async def exceeded(self, key: str) -> bool:
-        """True when the key has used up its failures for the current window."""
-        if self._limit is None:
-            return False
-        return await self._store.count(key) >= self._limit.failures
-
-    async def failed(self, key: str) -> None:
-        """Count one failure."""
-        if self._limit is not None:
-            await self._store.incr_window(key, self._limit.window_seconds)
-
-    async def reset(self, key: str) -> None:
-        """Forget failures (after a verified sign-in); no write when there were none."""
-        if self._limit is not None and await self._store.count(key) > 0:
-            await self._store.delete(key)
+    def windows(self, user_key: str, ip_key: str) -> tuple[Window, ...]:
+        """The windows for one request (none for a limit that is off)."""
+        windows = []
+        if self._per_username is not None:
+            limit = self._per_username
+            windows.append(
+                Window("username", f"fail-user:{user_key}", limit.failures, limit.window_seconds)
+            )
+        if self._per_ip is not None:
+            limit = self._per_ip
+            windows.append(Window("ip", f"fail-ip:{ip_key}", limit.failures, limit.window_seconds))
+        return tuple(windows)
 
 
 class CircuitState(IntEnum):
@@ -157,14 +187,20 @@ class CircuitState(IntEnum):
 
 
 class CircuitBreaker:
-    """Per process: after N consecutive unavailable answers, fail fast for T seconds, then probe."""
+    """Per process: fail fast for T seconds after an outage seen by several users, then probe.
+
+    It opens after `failures` consecutive outage answers that came from at least
+    `distinct_users` different usernames, so one client, one username or one request's content
+    cannot open it for everyone. Answers that are neither success nor outage leave it as it is.
+    """
 
     def __init__(
         self, config: CircuitBreakerConfig | None, on_change: Callable[[int], None]
     ) -> None:
         self._config = config
         self._on_change = on_change
-        self._failures = 0
+        # Users behind the current run of consecutive outage answers (only the last N matter).
+        self._outage_users: deque[str] = deque(maxlen=config.failures if config else 1)
         self._opened_at = 0.0
         self._probing = False
         self.state = CircuitState.CLOSED
@@ -187,17 +223,24 @@ class CircuitBreaker:
         self._probing = True
         return True
 
-    def record(self, available: bool) -> None:
-        """Feed the outcome of an upstream call."""
-        if self._config is None:
+    def record(self, outcome: Literal["success", "outage", "neutral"], user_key: str) -> None:
+        """Feed the outcome of an upstream call made for `user_key`."""
+        config = self._config
+        if config is None:
             return
         self._probing = False
-        if available:
-            self._failures = 0
+        if outcome == "success":
+            self._outage_users.clear()
             self._set(CircuitState.CLOSED)
             return
-        self._failures += 1
-        if self.state is CircuitState.HALF_OPEN or self._failures >= self._config.failures:
+        if outcome == "neutral":
+            return
+        self._outage_users.append(user_key)
+        enough = (
+            len(self._outage_users) >= config.failures
+            and len(set(self._outage_users)) >= config.distinct_users
+        )
+        if self.state is CircuitState.HALF_OPEN or enough:
             self._opened_at = time.monotonic()
             if self.state is not CircuitState.OPEN:
                 logger.warning("circuit opened: source answers unavailable until a probe succeeds")
@@ -205,12 +248,12 @@ class CircuitBreaker:
 
 
 class SourceGuard:
-    """One source's protection: cool-downs, circuit breaker, rate bucket, concurrency cap."""
+    """One source's protection: cool-downs, rate bucket, concurrency cap, circuit breaker."""
 
     def __init__(
         self,
         name: str,
-        store: Namespace,
+        store: ProtectionStore,
         limits: SourceLimits,
         cooldown: CooldownConfig,
         breaker: CircuitBreakerConfig | None,
@@ -226,34 +269,45 @@ class SourceGuard:
             breaker, lambda state: metrics.circuit_state.labels(source=name).set(state)
         )
 
-    def keys_to_read(self, user_key: str) -> list[str]:
-        """The cool-down flags `refusal` will read."""
-        return [self._store.full_key("source"), self._store.full_key(f"user:{user_key}")]
+    def cooldown_flags(self, user_key: str) -> tuple[str, str]:
+        """The flags that stop calls: for the whole source, and for this user at this source."""
+        return f"cool:{self.name}", f"cool:{self.name}:{user_key}"
 
-    async def refusal(self, user_key: str) -> str | None:
-        """A reason to answer without calling the directory, or None to go ahead."""
-        if await self._store.get("source") or await self._store.get(f"user:{user_key}"):
-            return "source_cooldown"
+    async def refusal(self) -> tuple[str, str] | None:
+        """(reason, limit label) to answer without calling the directory, or None to go ahead.
+
+        Run after the cool-down check (`ProtectionStore.admit`). The breaker comes last: a
+        half-open probe slot must lead to a call.
+        """
         limits = self._limits
         if limits.rate_per_second is not None:
             burst = limits.burst or max(1, round(limits.rate_per_second))
-            if not await self._store.take_token("bucket", limits.rate_per_second, burst):
-                self._metrics.rate_limited.labels(limit="source").inc()
-                return "rate_limited_source"
-        if not self.breaker.allow():  # last: a half-open probe slot must lead to a call
-            return "circuit_open"
+            if not await self._store.take_token(
+                f"bucket:{self.name}", limits.rate_per_second, burst
+            ):
+                return "rate_limited_source", "source"
+        if self.concurrency.locked():
+            # Local overload, not the directory's: answered at once, never fed to the breaker.
+            return "source_busy", "busy"
+        if not self.breaker.allow():
+            return "circuit_open", "circuit"
         return None
 
-    async def record(self, verdict: Verdict, user_key: str) -> None:
+    async def record(self, verdict: Verdict, user_key: str, outage: bool) -> None:
         """Learn from an upstream answer: breaker state and requested back-off."""
-        self.breaker.record(verdict.result is not Result.UNAVAILABLE)
+        if verdict.result is not Result.UNAVAILABLE:
+            self.breaker.record("success", user_key)
+        else:
+            self.breaker.record("outage" if outage else "neutral", user_key)
         if verdict.throttle is None:
             return
         cooldown = self._cooldown
         default = cooldown.user_seconds if verdict.throttle == "user" else cooldown.source_seconds
         seconds = min(verdict.retry_after or default, cooldown.max_seconds)
-        key = "source" if verdict.throttle == "source" else f"user:{user_key}"
-        await self._store.set(key, "1", seconds)
+        source_flag, user_flag = self.cooldown_flags(user_key)
+        await self._store.set_flag(
+            source_flag if verdict.throttle == "source" else user_flag, seconds
+        )
         logger.warning(
             "directory asked to back off",
             extra={"source": self.name, "scope": verdict.throttle, "seconds": seconds,

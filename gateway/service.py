@@ -4,23 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig
 from gateway.metrics import GatewayMetrics
 from gateway.protection import (
+    AttemptLimits,
     CachedVerdictPolicy,
-    FailureLimiter,
     KeyMaker,
     SingleFlight,
     SourceGuard,
     VerdictCache,
-    normalise_username,
+    limiter_ip,
+    limiter_username,
 )
 from gateway.routing import Router
-from gateway.state import Namespace, SharedState
+from gateway.state import Admission, Namespace, SharedState, Window
 from plugins.base import Result, Source, Verdict
 
 logger = logging.getLogger(__name__)
@@ -37,20 +39,36 @@ class Decision:
     verdicts: tuple[Verdict, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    """One source's verdict and whether this request made the upstream call for it."""
+@dataclass(eq=False)
+class _Attempt:
+    """One hook request's reservation in the username and IP windows.
 
-    verdict: Verdict
-    upstream: bool
+    Reserved right before the first directory call and kept unless the password provably never
+    reached a directory, or it was right: only wrong-or-unknown attempts spend the budget.
+    """
+
+    user_key: str
+    windows: tuple[Window, ...]
+    token: str = field(default_factory=lambda: secrets.token_hex(8))
+    reserved: bool = False
+    spent: bool = False
+
+
+class _Refused(Exception):
+    """The request's username or IP budget is used up, or the protection store is full."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class PasswordImportService:
     """Routes a username to its sources and turns their verdicts into one decision.
 
-    Per request: per-username and per-IP failure limits, then per source: verdict cache,
-    single flight, source guard (cool-down, rate, circuit breaker, concurrency), the plugin
-    under the remaining deadline; then the cache and the failure counters learn the answer.
+    Per request: the verdict cache for the route's sources (one read); then per source, on a
+    miss: single flight, the attempt reservation (username and IP sliding windows, cool-down
+    flags), the source guard (rate, concurrency, circuit breaker), input the protocol cannot
+    carry, and the plugin under the remaining deadline; the cache and the guard learn the answer.
     """
 
     def __init__(
@@ -65,19 +83,18 @@ class PasswordImportService:
         self.sources = dict(sources)
         self.metrics = metrics
         self.keys = keys
-        self.state = state
+        self.protection = state.protection
         limits = config.rate_limits
-        self.username_limit = FailureLimiter(Namespace(state, "fail-user"), limits.per_username)
-        self.ip_limit = FailureLimiter(Namespace(state, "fail-ip"), limits.per_ip)
+        self.attempt_limits = AttemptLimits(limits)
         policy = CachedVerdictPolicy(
             config.cache.verified_ttl_seconds, config.cache.denied_ttl_seconds
         )
-        self.verdict_cache = VerdictCache(Namespace(state, "verdict"), policy, metrics)
+        self.verdict_cache = VerdictCache(Namespace(state.cache, "verdict"), policy, metrics)
         self.single_flight = SingleFlight()
         self.guards = {
             name: SourceGuard(
                 name,
-                Namespace(state, f"source:{name}"),
+                state.protection,
                 limits.per_source,
                 limits.cooldown,
                 limits.circuit_breaker,
@@ -101,95 +118,106 @@ class PasswordImportService:
         match = self.router.route(username)
         if match is None:
             return Decision(False, "no_route")
-        user = normalise_username(match.username)
-        user_key = self.keys("user", user)
-        ip_key = self.keys("ip", client_ip) if client_ip else None
-        cache_keys = {name: self.keys("verdict", name, user, password) for name in match.sources}
-        # Every key this request reads, in one round trip (one MGET with Redis).
-        to_read = self.username_limit.keys_to_read(user_key)
-        if ip_key is not None:
-            to_read += self.ip_limit.keys_to_read(ip_key)
-        for name, cache_key in cache_keys.items():
-            to_read += [
-                self.verdict_cache.full_key(cache_key),
-                *self.guards[name].keys_to_read(user_key),
-            ]
-        await self.state.prefetch(to_read)
-        refusal = await self._limit_refusal(user_key, ip_key)
-        if refusal is not None:
-            return Decision(False, refusal, match.route)
-        answers: list[_Answer] = []
-        for name in match.sources:
-            answer = await self._ask(
-                name, match.username, user_key, password, deadline, cache_keys[name]
-            )
-            answers.append(answer)
-            if answer.verdict.definitive:
-                break
-        decisive = answers[-1]
-        await self._learn(decisive, user_key, ip_key)
-        verdict = decisive.verdict
-        verdicts = tuple(a.verdict for a in answers)
-        return Decision(verdict.verified, verdict.reason, match.route, verdict.source, verdicts)
-
-    async def _limit_refusal(self, user_key: str, ip_key: str | None) -> str | None:
-        if await self.username_limit.exceeded(user_key):
-            self.metrics.rate_limited.labels(limit="username").inc()
-            return "rate_limited_username"
-        if ip_key is not None and await self.ip_limit.exceeded(ip_key):
-            self.metrics.rate_limited.labels(limit="ip").inc()
-            return "rate_limited_ip"
-        return None
-
-    async def _learn(self, answer: _Answer, user_key: str, ip_key: str | None) -> None:
-        verdict = answer.verdict
-        if verdict.result is Result.VERIFIED:
-            await self.username_limit.reset(user_key)
-        elif verdict.result is Result.DENIED:
-            # Only a real upstream attempt spends the user's lockout budget at the directory;
-            # every denial counts against the client IP (credential stuffing repeats itself).
-            if answer.upstream:
-                await self.username_limit.failed(user_key)
-            if ip_key is not None:
-                await self.ip_limit.failed(ip_key)
+        user_key = self.keys("user", limiter_username(match.username))
+        ip_key = self.keys("ip", limiter_ip(client_ip))
+        attempt = _Attempt(user_key, self.attempt_limits.windows(user_key, ip_key))
+        # Exact username sent upstream: never normalised (DESIGN "Keys").
+        cache_keys = [
+            self.keys("verdict", name, match.username, password) for name in match.sources
+        ]
+        cached = await self.verdict_cache.read(cache_keys)
+        verdicts: list[Verdict] = []
+        try:
+            for name, cache_key, raw in zip(match.sources, cache_keys, cached, strict=True):
+                verdict = self.verdict_cache.verdict(raw, name) or await self._ask(
+                    self.sources[name], match.username, password, deadline, cache_key, attempt
+                )
+                verdicts.append(verdict)
+                if verdict.definitive:
+                    break
+        except _Refused as refused:
+            return Decision(False, refused.reason, match.route)
+        finally:
+            task = asyncio.current_task()
+            # Cancelled (the handler's deadline, shutdown): keep the slot rather than wait on a
+            # store that may be what is stalling; a kept slot only errs on the strict side.
+            cancelled = task is not None and task.cancelling() > 0
+            if attempt.reserved and not attempt.spent and not cancelled:
+                await self.protection.release([w.key for w in attempt.windows], attempt.token)
+        verdict = verdicts[-1]
+        return Decision(
+            verdict.verified, verdict.reason, match.route, verdict.source, tuple(verdicts)
+        )
 
     async def _ask(
         self,
-        name: str,
+        source: Source,
         username: str,
-        user_key: str,
         password: str,
         deadline: float,
         cache_key: str,
-    ) -> _Answer:
-        source = self.sources[name]
+        attempt: _Attempt,
+    ) -> Verdict:
         if not source.ready:
-            return self._gateway_answer(source.verdict(Result.UNAVAILABLE, "not_ready"))
-        cached = await self.verdict_cache.get(cache_key, name)
-        if cached is not None:
-            return _Answer(cached, upstream=False)
-        verdict, made_call = await self.single_flight.run(
-            cache_key, lambda: self._call(source, username, user_key, password, deadline, cache_key)
+            return self._gateway_verdict(source.verdict(Result.UNAVAILABLE, "not_ready"))
+        # Identical requests share one call (Okta's retries); only the caller that makes it
+        # reserves an attempt, and a refusal reaches every waiter.
+        verdict, _ = await self.single_flight.run(
+            cache_key, lambda: self._call(source, username, password, deadline, cache_key, attempt)
         )
-        return _Answer(verdict, upstream=made_call and verdict.reason not in _GATEWAY_REASONS)
+        return verdict
 
-    def _gateway_answer(self, verdict: Verdict) -> _Answer:
+    def _gateway_verdict(self, verdict: Verdict, limit: str | None = None) -> Verdict:
+        """A verdict the gateway made without asking the directory."""
+        if limit is not None:
+            self.metrics.rate_limited.labels(limit=limit).inc()
         self.metrics.record_verdict(verdict, upstream=False)
-        return _Answer(verdict, upstream=False)
+        return verdict
+
+    async def _reserve(self, guard: SourceGuard, attempt: _Attempt) -> str | None:
+        """Reserve the attempt (first call of the request) and check cool-downs, atomically.
+
+        Raises `_Refused` when the username or IP budget is used up or there is no room to
+        track this user; returns `source_cooldown` when the directory asked us to back off.
+        """
+        windows = () if attempt.reserved else attempt.windows
+        result = await self.protection.admit(
+            windows, guard.cooldown_flags(attempt.user_key), attempt.token
+        )
+        if result.admission is Admission.COOLING_DOWN:
+            return "source_cooldown"
+        if result.admission is Admission.FULL:  # counted by the store (gateway_state_full_total)
+            raise _Refused("protection_full")
+        if result.window is not None:
+            self.metrics.rate_limited.labels(limit=result.window.name).inc()
+            raise _Refused(f"rate_limited_{result.window.name}")
+        attempt.reserved = True
+        return None
 
     async def _call(
         self,
         source: Source,
         username: str,
-        user_key: str,
         password: str,
         deadline: float,
         cache_key: str,
+        attempt: _Attempt,
     ) -> Verdict:
         guard = self.guards[source.name]
-        refusal = await guard.refusal(user_key)
+        if await self._reserve(guard, attempt) is not None:
+            return self._gateway_verdict(
+                source.verdict(Result.UNAVAILABLE, "source_cooldown"), "cooldown"
+            )
+        unsupported = source.unsupported_input(username, password)
+        if unsupported is not None:
+            # Refused before any I/O, but counted like a wrong password: the content is the
+            # client's choice, and it must never look like a directory outage.
+            attempt.spent = True
+            return self._gateway_verdict(source.verdict(Result.DENIED, unsupported))
+        refusal = await guard.refusal()
         if refusal is not None:
-            return self._gateway_answer(source.verdict(Result.UNAVAILABLE, refusal)).verdict
+            reason, limit = refusal
+            return self._gateway_verdict(source.verdict(Result.UNAVAILABLE, reason), limit)
         loop = asyncio.get_running_loop()
         started = loop.time()
         try:
@@ -200,15 +228,14 @@ class PasswordImportService:
         except Exception:  # a plugin bug must not become a 5xx to Okta
             logger.exception("source raised instead of answering", extra={"source": source.name})
             verdict = source.verdict(Result.UNAVAILABLE, "other")
+        if not isinstance(verdict, Verdict):  # a third-party plugin returned garbage
+            logger.error("source returned no verdict", extra={"source": source.name})
+            verdict = source.verdict(Result.UNAVAILABLE, "other")
+        if verdict.sent and not verdict.verified:
+            attempt.spent = True
         self.metrics.record_verdict(verdict, upstream=True, seconds=loop.time() - started)
-        await guard.record(verdict, user_key)
+        await guard.record(verdict, attempt.user_key, verdict.reason in source.outage_reasons)
         await self.verdict_cache.put(cache_key, verdict)
-        if verdict.result is Result.VERIFIED:
+        if verdict.verified:
             self.metrics.last_success.labels(source=source.name).set(time.time())
         return verdict
-
-
-# Verdicts the gateway made itself without asking the directory.
-_GATEWAY_REASONS = frozenset(
-    {"not_ready", "source_cooldown", "circuit_open", "rate_limited_source"}
-)

@@ -1,36 +1,214 @@
-"""State shared between replicas: cache entries, failure counters, token buckets, cool-downs.
+"""State shared between replicas: a cache that may forget, and protection state that may not.
 
-Redis (through aiocache, plus Lua scripts for the atomic parts) when configured, so a limit holds
-across a fleet; a bounded in-process store otherwise, and as the fallback while Redis is away.
+Two concerns, two protocols, each with a memory and a Redis implementation:
+
+- `CacheStore`: plain get/set with a TTL (verdicts, tokens, resolved usernames). A miss only
+  costs an upstream call, so the memory implementation evicts when full. Redis through aiocache.
+- `ProtectionStore`: sliding-window attempt reservations, cool-down flags and token buckets. A
+  forgotten counter would let an attacker past a lockout limit, so the memory implementation
+  never evicts a live entry; when full it refuses new keys (the caller fails closed). Redis
+  through redis.asyncio and Lua scripts, so each operation is atomic across replicas.
+
+`FallbackCache` and `FallbackProtection` use Redis while it answers and the memory stores while it
+does not (one `RedisHealth` watches it for both). While Redis is away each replica enforces
+`failures // fallback_replicas`, so a fleet of that many replicas stays within the limit.
 Keys reaching this module are already HMACs or fixed names: nothing here sees a password or a
 clear username.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
+import enum
 import logging
 import sys
 import time
-from collections.abc import Callable
-from contextvars import ContextVar
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
+import redis.asyncio as aioredis
 from aiocache import RedisCache
 from aiocache.serializers import StringSerializer
 from cachetools import TLRUCache
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from plugins.base import MemoryCache
 
 logger = logging.getLogger(__name__)
 
-# INCR that starts a fixed window on the first failure: the count and its expiry are one step.
-_INCR_WINDOW = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """At most `limit` reservations under `key` in any sliding interval of `seconds`."""
+
+    name: str  # what the window limits ("username", "ip"): metric label and reason suffix
+    key: str
+    limit: int
+    seconds: float
+
+
+class Admission(enum.Enum):
+    """The outcome of `ProtectionStore.admit`."""
+
+    ADMITTED = "admitted"
+    COOLING_DOWN = "cooling_down"  # a cool-down flag is set
+    LIMITED = "limited"  # a window is full
+    FULL = "full"  # the memory store has no room for a new key
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitResult:
+    """What `admit` decided; `window` names the full window when LIMITED."""
+
+    admission: Admission
+    window: Window | None = None
+
+    @property
+    def admitted(self) -> bool:
+        """True when the reservation was made."""
+        return self.admission is Admission.ADMITTED
+
+
+ADMITTED = AdmitResult(Admission.ADMITTED)
+
+
+class CacheStore(Protocol):
+    """A TTL cache; entries may be forgotten early."""
+
+    async def get(self, key: str) -> str | None:
+        """Return a value, or None when absent or expired."""
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Read several keys at once (one round trip with Redis)."""
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Store a value for `ttl` seconds."""
+
+
+class ProtectionStore(Protocol):
+    """Limits and back-off state; never forgets a live entry."""
+
+    async def admit(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str
+    ) -> AdmitResult:
+        """Atomically: refuse if a flag is set or a window is full, else reserve `token` in all."""
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        """Give back the reservation `token` made under these window keys."""
+
+    async def set_flag(self, key: str, seconds: float) -> None:
+        """Set a cool-down flag for `seconds`."""
+
+    async def take_token(self, key: str, rate: float, burst: int) -> bool:
+        """Take one token from a bucket refilled at `rate` per second up to `burst`."""
+
+
+class MemoryProtection:
+    """Per-process protection state with a fixed capacity and no eviction of live entries.
+
+    Window entries are sliding logs of `(time, token)` (at most `limit` of them, so memory per
+    key is bounded). A new key is admitted only while fewer than `capacity` keys are live;
+    otherwise `admit` answers FULL and the caller fails closed. Cool-down flags and buckets are
+    few (one per source, one per throttled user) and are not counted against the capacity.
+    """
+
+    def __init__(self, capacity: int, on_full: Callable[[], None] = lambda: None) -> None:
+        self.capacity = capacity
+        self._on_full = on_full
+        # maxsize is never reached: `admit` checks the capacity itself, so nothing is evicted.
+        self._entries: TLRUCache[str, tuple[Any, float]] = TLRUCache(
+            maxsize=sys.maxsize, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
+        )
+
+    def __len__(self) -> int:
+        self._entries.expire()
+        return len(self._entries)
+
+    async def admit(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str
+    ) -> AdmitResult:
+        """Refuse on a flag or a full window; reserve in every window otherwise (no await: atomic)."""
+        entries = self._entries
+        if any(flag in entries for flag in flags):
+            return AdmitResult(Admission.COOLING_DOWN)
+        now = time.monotonic()
+        logs = []
+        for window in windows:
+            entry = entries.get(window.key)
+            log = tuple(e for e in entry[0] if e[0] > now - window.seconds) if entry else ()
+            if len(log) >= window.limit:
+                return AdmitResult(Admission.LIMITED, window)
+            logs.append(log)
+        new_keys = sum(1 for window in windows if window.key not in entries)
+        if new_keys:
+            entries.expire(now)
+            if len(entries) + new_keys > self.capacity:
+                self._on_full()
+                return AdmitResult(Admission.FULL)
+        for window, log in zip(windows, logs, strict=True):
+            entries[window.key] = ((*log, (now, token)), now + window.seconds)
+        return ADMITTED
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        """Remove the reservation from each window's log."""
+        entries = self._entries
+        for key in keys:
+            entry = entries.get(key)
+            if entry is None:
+                continue
+            log = tuple(e for e in entry[0] if e[1] != token)
+            if log:
+                entries[key] = (log, entry[1])
+            else:
+                del entries[key]
+
+    async def set_flag(self, key: str, seconds: float) -> None:
+        """Set a cool-down flag for `seconds`."""
+        self._entries[key] = (1, time.monotonic() + seconds)
+
+    async def take_token(self, key: str, rate: float, burst: int) -> bool:
+        """Take one token from a bucket refilled at `rate` per second up to `burst`."""
+        now = time.monotonic()
+        entry = self._entries.get(key)
+        tokens, last = entry[0] if entry is not None else (float(burst), now)
+        tokens = min(float(burst), tokens + (now - last) * rate)
+        taken = tokens >= 1
+        if taken:
+            tokens -= 1
+        self._entries[key] = ((tokens, now), now + burst / rate + 1)
+        return taken
+
+
+# Reserve in every window, or in none: flags first, then each window's sliding log (a sorted set
+# of request tokens scored by the server's clock, so replicas with skewed clocks agree).
+# KEYS: flags..., windows...; ARGV: number of flags, token, then limit and span (ms) per window.
+_ADMIT_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local nflags = tonumber(ARGV[1])
+for i = 1, nflags do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
+end
+local nwin = #KEYS - nflags
+for j = 1, nwin do
+  local key = KEYS[nflags + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[2 + 2 * j]))
+  if redis.call('ZCARD', key) >= tonumber(ARGV[1 + 2 * j]) then return j end
+end
+for j = 1, nwin do
+  local key = KEYS[nflags + j]
+  redis.call('ZADD', key, now, ARGV[2])
+  redis.call('PEXPIRE', key, ARGV[2 + 2 * j])
+end
+return 0
 """
 # Token bucket on the server's clock, so replicas with skewed clocks still share one rate.
 _BUCKET_SCRIPT = """
@@ -49,371 +227,352 @@ return ok
 """
 
 
-class StateBackend(abc.ABC):
-    """The operations the gateway needs from shared state."""
+@dataclass(frozen=True, slots=True)
+class RedisSettings:
+    """How to reach Redis; every key is prefixed with `key_prefix:`."""
 
-    @abc.abstractmethod
-    async def get(self, key: str) -> str | None:
-        """Return a value, or None when absent or expired."""
+    url: str
+    key_prefix: str
+    timeout: float
 
-    @abc.abstractmethod
-    async def set(self, key: str, value: str, ttl: float) -> None:
-        """Store a value for `ttl` seconds."""
+    def pool_kwargs(self) -> dict[str, Any]:
+        """Connection options shared by both clients.
 
-    @abc.abstractmethod
-    async def delete(self, key: str) -> None:
-        """Remove a key."""
-
-    @abc.abstractmethod
-    async def get_many(self, keys: list[str]) -> list[str | None]:
-        """Read several keys at once (counters as decimal strings)."""
-
-    @abc.abstractmethod
-    async def incr_window(self, key: str, window: float) -> int:
-        """Count one event; the count resets `window` seconds after its first event."""
-
-    @abc.abstractmethod
-    async def take_token(self, key: str, rate: float, burst: int) -> bool:
-        """Take one token from a bucket refilled at `rate` per second up to `burst`."""
-
-    async def ping(self) -> None:
-        """Raise when the backend cannot be reached."""
-
-    async def close(self) -> None:
-        """Release connections."""
+        One retry, only for a dropped connection: after a Redis restart every pooled
+        connection is dead, and without it each one failed once and flipped the gateway back to
+        its fallback (the flapping seen after an outage). A timeout is not retried: a stalled
+        Redis must cost one timeout, not several.
+        """
+        return {
+            "socket_timeout": self.timeout,
+            "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+        }
 
 
-class MemoryBackend(StateBackend):
-    """Per-process state, bounded: the soonest-expiring entries go first when a store is full.
+class RedisCacheStore:
+    """`CacheStore` in Redis through aiocache (GET, MGET, SET with PX)."""
 
-    Cache entries (keys under `CACHE_NAMESPACES`) and protection state (failure counters,
-    cool-downs, buckets) live in separate stores of `max_entries` each, so a flood of cache
-    entries can never push a lockout counter out.
-    """
-
-    CACHE_NAMESPACES = ("verdict:", "token:", "username:")
-
-    def __init__(self, max_entries: int = 10_000) -> None:
-        def bounded() -> TLRUCache[str, tuple[Any, float]]:
-            # Values carry their own expiry, so one structure serves every TTL.
-            return TLRUCache(
-                maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
-            )
-
-        self._cache = bounded()
-        self._protection = bounded()
-
-    def _store(self, key: str) -> TLRUCache[str, tuple[Any, float]]:
-        return self._cache if key.startswith(self.CACHE_NAMESPACES) else self._protection
-
-    def _live(self, key: str) -> Any:
-        entry = self._store(key).get(key)
-        return None if entry is None else entry[0]
-
-    async def get(self, key: str) -> str | None:
-        """Return a value, or None when absent or expired."""
-        value = self._live(key)
-        return value if isinstance(value, str) else None
-
-    async def get_many(self, keys: list[str]) -> list[str | None]:
-        """Read several keys at once (counters as decimal strings)."""
-        values = [self._live(key) for key in keys]
-        return [str(v) if isinstance(v, int) else v if isinstance(v, str) else None for v in values]
-
-    async def set(self, key: str, value: str, ttl: float) -> None:
-        """Store a value for `ttl` seconds (short repeated values are interned)."""
-        self._store(key)[key] = (
-            sys.intern(value) if len(value) < 40 else value,
-            time.monotonic() + ttl,
-        )
-
-    async def delete(self, key: str) -> None:
-        """Remove a key."""
-        self._store(key).pop(key, None)
-
-    async def incr_window(self, key: str, window: float) -> int:
-        """Count one event in a fixed window that starts with the first event."""
-        store = self._store(key)
-        entry = store.get(key)
-        if entry is None or not isinstance(entry[0], int):
-            store[key] = (1, time.monotonic() + window)
-            return 1
-        count = entry[0] + 1
-        store[key] = (count, entry[1])
-        return count
-
-    async def take_token(self, key: str, rate: float, burst: int) -> bool:
-        """Take one token from a bucket refilled at `rate` per second up to `burst`."""
-        store = self._store(key)
-        now = time.monotonic()
-        entry = store.get(key)
-        tokens, last = entry[0] if entry is not None else (float(burst), now)
-        tokens = min(float(burst), tokens + (now - last) * rate)
-        taken = tokens >= 1
-        if taken:
-            tokens -= 1
-        store[key] = ((tokens, now), now + burst / rate + 1)
-        return taken
-
-    async def count(self, key: str) -> int:
-        """Read a counter made by `incr_window` (0 when absent)."""
-        value = self._live(key)
-        return value if isinstance(value, int) else 0
-
-    def __len__(self) -> int:
-        return len(self._cache) + len(self._protection)
-
-
-class RedisBackend(StateBackend):
-    """Shared state in Redis; every key is prefixed with `key_prefix:`."""
-
-    def __init__(self, url: str, key_prefix: str, timeout: float) -> None:
-        parts = urlsplit(url)
+    def __init__(self, settings: RedisSettings) -> None:
+        parts = urlsplit(settings.url)
         self._cache = RedisCache(
             serializer=StringSerializer(),
-            namespace=key_prefix,
+            namespace=settings.key_prefix,
             endpoint=parts.hostname or "127.0.0.1",
             port=parts.port or 6379,
             db=int(parts.path.lstrip("/") or 0),
             password=parts.password,
             ssl=parts.scheme == "rediss",
-            timeout=None,  # socket timeouts below; aiocache's own would wrap every call in a task
-            create_connection_timeout=timeout,
-            connection_pool_kwargs={"socket_timeout": timeout},
+            timeout=None,  # socket timeouts instead; aiocache's own wraps every call in a task
+            create_connection_timeout=settings.timeout,
+            connection_pool_kwargs=settings.pool_kwargs(),
         )
-        self._prefix = key_prefix
-        client = self._cache.client
-        self._incr = client.register_script(_INCR_WINDOW)
-        self._take = client.register_script(_BUCKET_SCRIPT)
-
-    def _key(self, key: str) -> str:
-        return str(self._cache.build_key(key))
 
     async def get(self, key: str) -> str | None:
         """Return a value, or None when absent or expired."""
         value = await self._cache.get(key)
         return value if isinstance(value, str) else None
 
-    async def get_many(self, keys: list[str]) -> list[str | None]:
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
         """Read several keys in one round trip (MGET)."""
-        raw = await self._cache.client.mget([self._key(key) for key in keys])
-        return [None if v is None else v.decode("utf-8", "replace") for v in raw]
+        values = await self._cache.multi_get(list(keys))
+        return [v if isinstance(v, str) else None for v in values]
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         """Store a value for `ttl` seconds."""
         await self._cache.set(key, value, ttl=ttl)
-
-    async def delete(self, key: str) -> None:
-        """Remove a key."""
-        await self._cache.delete(key)
-
-    async def incr_window(self, key: str, window: float) -> int:
-        """Count one event atomically (one Lua script) in a window started by the first event."""
-        return int(await self._incr(keys=[self._key(key)], args=[max(1, int(window * 1000))]))
-
-    async def take_token(self, key: str, rate: float, burst: int) -> bool:
-        """Take one token atomically across replicas."""
-        return bool(await self._take(keys=[self._key(key)], args=[rate, burst]))
-
-    async def count(self, key: str) -> int:
-        """Read a counter made by `incr_window` (0 when absent)."""
-        raw = await self._cache.client.get(self._key(key))
-        return int(raw) if raw is not None else 0
-
-    async def ping(self) -> None:
-        """Raise when Redis does not answer."""
-        await self._cache.client.ping()
 
     async def close(self) -> None:
         """Close the connection pool."""
         await self._cache.close()
 
 
+class RedisProtection:
+    """`ProtectionStore` in Redis: one Lua script per admission, atomic across replicas."""
+
+    def __init__(self, settings: RedisSettings) -> None:
+        self._prefix = f"{settings.key_prefix}:"
+        self.client: aioredis.Redis = aioredis.Redis.from_url(
+            settings.url, socket_connect_timeout=settings.timeout, **settings.pool_kwargs()
+        )
+        self._admit = self.client.register_script(_ADMIT_SCRIPT)
+        self._take = self.client.register_script(_BUCKET_SCRIPT)
+
+    async def admit(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str
+    ) -> AdmitResult:
+        """Flags and windows checked and reserved in one script."""
+        keys = [self._prefix + k for k in flags] + [self._prefix + w.key for w in windows]
+        args: list[str | int] = [len(flags), token]
+        for window in windows:
+            args += [window.limit, max(1, int(window.seconds * 1000))]
+        answer = int(await self._admit(keys=keys, args=args))
+        if answer == 0:
+            return ADMITTED
+        if answer < 0:
+            return AdmitResult(Admission.COOLING_DOWN)
+        return AdmitResult(Admission.LIMITED, windows[answer - 1])
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        """ZREM the token from each window (one round trip)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.zrem(self._prefix + key, token)
+            await pipe.execute()
+
+    async def set_flag(self, key: str, seconds: float) -> None:
+        """SET with a millisecond expiry."""
+        await self.client.set(self._prefix + key, "1", px=max(1, int(seconds * 1000)))
+
+    async def take_token(self, key: str, rate: float, burst: int) -> bool:
+        """Take one token atomically across replicas."""
+        return bool(await self._take(keys=[self._prefix + key], args=[rate, burst]))
+
+    async def ping(self) -> None:
+        """Raise when Redis does not answer."""
+        await self.client.ping()
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self.client.aclose()
+
+
 _REDIS_TROUBLE = (RedisError, OSError, asyncio.TimeoutError)
-# Values a request prefetched (`SharedState.prefetch`), per task.
-_SNAPSHOT: ContextVar[dict[str, str | None] | None] = ContextVar("state_snapshot", default=None)
 
 
-def _remember(key: str, value: str | None) -> None:
-    snapshot = _SNAPSHOT.get()
-    if snapshot is not None and key in snapshot:
-        snapshot[key] = value
+class RedisHealth:
+    """Whether Redis answers: one failure switches to the fallback, a probe switches back.
 
-
-class SharedState(StateBackend):
-    """Redis when it answers, the in-process store when it does not; recovers by itself."""
+    One ERROR line per outage and one WARNING when it ends, however many calls fail meanwhile.
+    """
 
     def __init__(
         self,
-        redis: RedisBackend | None,
-        memory: MemoryBackend,
-        on_redis_change: Any = None,
+        ping: Callable[[], Awaitable[Any]],
+        on_change: Callable[[bool], None] = lambda up: None,
         probe_interval: float = 1.0,
     ) -> None:
-        self.redis = redis
-        self.memory = memory
-        self.redis_up = redis is not None
-        self._on_change = on_redis_change or (lambda up: None)
+        self._ping = ping
+        self.up = True
+        self._on_change = on_change
         self._probe_interval = probe_interval
         self._probe: asyncio.Task[None] | None = None
 
-    @property
-    def backend_name(self) -> str:
-        """`redis`, `memory`, or `memory (redis unavailable)` for /readyz."""
-        if self.redis is None:
-            return "memory"
-        return "redis" if self.redis_up else "memory (redis unavailable)"
-
     async def start(self) -> None:
         """Check Redis once so /readyz and the metric are right from the first second."""
-        if self.redis is None:
-            return
         try:
-            await self.redis.ping()
+            await self._ping()
         except _REDIS_TROUBLE as err:
             self._down(err)
         else:
             self._on_change(True)
 
-    async def _call(self, method: str, *args: Any) -> Any:
-        if self.redis is not None and self.redis_up:
+    async def run(
+        self, primary: Callable[[], Awaitable[T]], fallback: Callable[[], Awaitable[T]]
+    ) -> T:
+        """Run `primary` (Redis) while it is up, `fallback` (memory) otherwise or on trouble."""
+        if self.up:
             try:
-                return await getattr(self.redis, method)(*args)
+                return await primary()
             except _REDIS_TROUBLE as err:
                 self._down(err)
-        return await getattr(self.memory, method)(*args)
+        return await fallback()
 
     def _down(self, err: BaseException) -> None:
-        if self.redis_up or self._probe is None:
+        if self.up or self._probe is None:
             logger.error(
                 "redis unavailable; using per-process cache and limits until it returns",
                 extra={"error": type(err).__name__},
             )
-        self.redis_up = False
+        self.up = False
         self._on_change(False)
         if self._probe is None or self._probe.done():
             self._probe = asyncio.create_task(self._wait_for_redis())
 
     async def _wait_for_redis(self) -> None:
-        assert self.redis is not None
         while True:
             await asyncio.sleep(self._probe_interval)
             try:
-                await self.redis.ping()
+                await self._ping()
             except _REDIS_TROUBLE:
                 continue
-            self.redis_up = True
+            self.up = True
             self._on_change(True)
             logger.warning("redis is back; shared cache and limits restored")
             return
 
-    async def prefetch(self, keys: list[str]) -> None:
-        """Read the keys this request will need in one round trip; later reads of them are free.
-
-        The snapshot belongs to the current task (a context variable), and this request's own
-        writes keep it current.
-        """
-        values: list[str | None] = await self._call("get_many", keys)
-        _SNAPSHOT.set(dict(zip(keys, values, strict=True)))
-
-    async def get(self, key: str) -> str | None:
-        """Return a value, or None when absent or expired."""
-        snapshot = _SNAPSHOT.get()
-        if snapshot is not None and key in snapshot:
-            return snapshot[key]
-        value: str | None = await self._call("get", key)
-        return value
-
-    async def get_many(self, keys: list[str]) -> list[str | None]:
-        """Read several keys at once."""
-        values: list[str | None] = await self._call("get_many", keys)
-        return values
-
-    async def set(self, key: str, value: str, ttl: float) -> None:
-        """Store a value for `ttl` seconds."""
-        await self._call("set", key, value, ttl)
-        _remember(key, value)
-
-    async def delete(self, key: str) -> None:
-        """Remove a key."""
-        await self._call("delete", key)
-        _remember(key, None)
-
-    async def incr_window(self, key: str, window: float) -> int:
-        """Count one event in a window started by the first event."""
-        count: int = await self._call("incr_window", key, window)
-        _remember(key, str(count))
-        return count
-
-    async def take_token(self, key: str, rate: float, burst: int) -> bool:
-        """Take one token from a bucket."""
-        taken: bool = await self._call("take_token", key, rate, burst)
-        return taken
-
-    async def count(self, key: str) -> int:
-        """Read a counter (0 when absent)."""
-        snapshot = _SNAPSHOT.get()
-        if snapshot is not None and key in snapshot:
-            raw = snapshot[key]
-            return int(raw) if raw is not None and raw.isdigit() else 0
-        value: int = await self._call("count", key)
-        return value
-
     async def close(self) -> None:
-        """Stop probing and close Redis connections."""
+        """Stop probing."""
         if self._probe is not None:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        if self.redis is not None:
-            await self.redis.close()
 
 
-class Namespace:
-    """A view of shared state whose keys all start with `<name>:`; one per user of the cache."""
+class FallbackCache:
+    """`CacheStore`: Redis while it answers, the bounded memory cache otherwise."""
 
-    def __init__(self, state: SharedState, name: str) -> None:
-        self._state = state
-        self._prefix = f"{name}:"
-
-    def full_key(self, key: str) -> str:
-        """The key as the shared state sees it (for `SharedState.prefetch`)."""
-        return self._prefix + key
+    def __init__(self, redis: RedisCacheStore, memory: MemoryCache, health: RedisHealth) -> None:
+        self.redis = redis
+        self.memory = memory
+        self._health = health
 
     async def get(self, key: str) -> str | None:
         """Return a value, or None when absent or expired."""
-        return await self._state.get(self._prefix + key)
+        return await self._health.run(lambda: self.redis.get(key), lambda: self.memory.get(key))
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Read several keys at once."""
+        return await self._health.run(
+            lambda: self.redis.get_many(keys), lambda: self.memory.get_many(keys)
+        )
 
     async def set(self, key: str, value: str, ttl: float) -> None:
         """Store a value for `ttl` seconds."""
-        await self._state.set(self._prefix + key, value, ttl)
+        await self._health.run(
+            lambda: self.redis.set(key, value, ttl), lambda: self.memory.set(key, value, ttl)
+        )
 
-    async def delete(self, key: str) -> None:
-        """Remove a key."""
-        await self._state.delete(self._prefix + key)
 
-    async def incr_window(self, key: str, window: float) -> int:
-        """Count one event in a window started by the first event."""
-        return await self._state.incr_window(self._prefix + key, window)
+class FallbackProtection:
+    """`ProtectionStore`: Redis while it answers; memory with a per-replica share otherwise."""
 
-    async def count(self, key: str) -> int:
-        """Read a counter (0 when absent)."""
-        return await self._state.count(self._prefix + key)
+    def __init__(
+        self,
+        redis: RedisProtection,
+        memory: MemoryProtection,
+        health: RedisHealth,
+        fallback_replicas: int,
+    ) -> None:
+        self.redis = redis
+        self.memory = memory
+        self._health = health
+        self._replicas = fallback_replicas
+
+    async def admit(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str
+    ) -> AdmitResult:
+        """Reserve in Redis, or in memory within this replica's share of each limit."""
+        shares = [replace(w, limit=max(1, w.limit // self._replicas)) for w in windows]
+
+        async def in_memory() -> AdmitResult:
+            result = await self.memory.admit(shares, flags, token)
+            if result.window is not None:  # report the configured window, not the share
+                return AdmitResult(result.admission, windows[shares.index(result.window)])
+            return result
+
+        return await self._health.run(lambda: self.redis.admit(windows, flags, token), in_memory)
+
+    async def release(self, keys: Sequence[str], token: str) -> None:
+        """Give back a reservation (a token the store does not hold is ignored)."""
+        await self._health.run(
+            lambda: self.redis.release(keys, token), lambda: self.memory.release(keys, token)
+        )
+
+    async def set_flag(self, key: str, seconds: float) -> None:
+        """Set a cool-down flag for `seconds`."""
+        await self._health.run(
+            lambda: self.redis.set_flag(key, seconds),
+            lambda: self.memory.set_flag(key, seconds),
+        )
 
     async def take_token(self, key: str, rate: float, burst: int) -> bool:
         """Take one token from a bucket."""
-        return await self._state.take_token(self._prefix + key, rate, burst)
+        return await self._health.run(
+            lambda: self.redis.take_token(key, rate, burst),
+            lambda: self.memory.take_token(key, rate, burst),
+        )
 
 
-class MeteredNamespace(Namespace):
-    """A namespace whose lookups are counted (gateway_cache_requests_total)."""
+@dataclass(frozen=True, slots=True)
+class StateLimits:
+    """Sizes of the per-process stores and the fallback share."""
 
-    def __init__(self, state: SharedState, name: str, on_lookup: Callable[[bool], None]) -> None:
-        super().__init__(state, name)
+    cache_entries: int
+    protection_entries: int
+    fallback_replicas: int
+
+
+class SharedState:
+    """Everything the gateway keeps between requests: Redis-backed when configured."""
+
+    def __init__(
+        self,
+        redis: RedisSettings | None,
+        limits: StateLimits,
+        *,
+        on_full: Callable[[str], None] = lambda store: None,
+        on_redis_change: Callable[[bool], None] = lambda up: None,
+    ) -> None:
+        memory_cache = MemoryCache(limits.cache_entries, on_evict=lambda: on_full("cache"))
+        memory_protection = MemoryProtection(
+            limits.protection_entries, on_full=lambda: on_full("protection")
+        )
+        self.cache: CacheStore = memory_cache
+        self.protection: ProtectionStore = memory_protection
+        self.health: RedisHealth | None = None
+        self._redis_cache: RedisCacheStore | None = None
+        self._redis_protection: RedisProtection | None = None
+        if redis is not None:
+            self._redis_cache = RedisCacheStore(redis)
+            self._redis_protection = RedisProtection(redis)
+            self.health = RedisHealth(self._redis_protection.ping, on_redis_change)
+            self.cache = FallbackCache(self._redis_cache, memory_cache, self.health)
+            self.protection = FallbackProtection(
+                self._redis_protection, memory_protection, self.health, limits.fallback_replicas
+            )
+
+    @property
+    def redis_up(self) -> bool | None:
+        """None without Redis; else whether it answers now."""
+        return None if self.health is None else self.health.up
+
+    @property
+    def backend_name(self) -> str:
+        """`redis`, `memory`, or `memory (redis unavailable)` for /readyz."""
+        if self.health is None:
+            return "memory"
+        return "redis" if self.health.up else "memory (redis unavailable)"
+
+    async def start(self) -> None:
+        """Check Redis once before serving."""
+        if self.health is not None:
+            await self.health.start()
+
+    async def close(self) -> None:
+        """Stop probing and close Redis connections."""
+        if self.health is not None:
+            await self.health.close()
+        if self._redis_cache is not None:
+            await self._redis_cache.close()
+        if self._redis_protection is not None:
+            await self._redis_protection.close()
+
+
+class Namespace:
+    """A view of a cache store whose keys all start with `<name>:`; one per user of the cache."""
+
+    def __init__(
+        self, store: CacheStore, name: str, on_lookup: Callable[[bool], None] | None = None
+    ) -> None:
+        self._store = store
+        self._prefix = f"{name}:"
         self._on_lookup = on_lookup
 
+    def full_key(self, key: str) -> str:
+        """The key as the store sees it."""
+        return self._prefix + key
+
     async def get(self, key: str) -> str | None:
-        """Return a value, or None; count a hit or a miss."""
-        value = await super().get(key)
-        self._on_lookup(value is not None)
+        """Return a value, or None; count a hit or a miss when metered."""
+        value = await self._store.get(self._prefix + key)
+        if self._on_lookup is not None:
+            self._on_lookup(value is not None)
         return value
+
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Read several keys at once (not metered: the caller counts what it uses)."""
+        return await self._store.get_many([self._prefix + key for key in keys])
+
+    async def set(self, key: str, value: str, ttl: float) -> None:
+        """Store a value for `ttl` seconds."""
+        await self._store.set(self._prefix + key, value, ttl)

@@ -26,8 +26,21 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from plugins.base import Result, Source, SourceConfig, Verdict, is_loopback_http
-from plugins.entra_http import EntraHttpClient, UpstreamHTTPError, last_token_response
+from plugins.base import (
+    OUTAGE_REASONS,
+    Result,
+    Source,
+    SourceConfig,
+    Verdict,
+    is_loopback_http,
+    xml_unsafe,
+)
+from plugins.entra_http import (
+    EntraHttpClient,
+    UpstreamHTTPError,
+    last_token_response,
+    password_sent,
+)
 from plugins.sync_bridge import run_sync
 
 logger = logging.getLogger(__name__)
@@ -178,8 +191,12 @@ class AzureAdSource(Source):
             MFA_CODES | CONDITIONAL_ACCESS_CODES | PASSWORD_EXPIRED_CODES
             | MISCONFIGURATION_CODES | THROTTLING_CODES | TRANSIENT_CODES
             | {50126, 50034, 50053, 50057, 50135}
-        )} | {"adfs_failed_authentication"}
+        )} | {"adfs_failed_authentication", "unsupported_characters"}
     )  # fmt: skip
+    # Pass-through agents or on-premises AD unreachable: the tenant is in trouble for everyone.
+    outage_reasons: ClassVar[frozenset[str]] = OUTAGE_REASONS | frozenset(
+        f"aadsts_{code}" for code in TRANSIENT_CODES
+    )
 
     def __init__(self, config: SourceConfig) -> None:
         if not isinstance(config, AzureAdConfig):
@@ -233,6 +250,17 @@ class AzureAdSource(Source):
         if self._http is not None:
             await self._http.aclose()
 
+    def unsupported_input(self, username: str, password: str) -> str | None:
+        """Characters WS-Trust's XML cannot carry, or a line break in the username.
+
+        Federated users' passwords go to AD FS inside a SOAP envelope, where a control character
+        or U+FFFE makes the call fail; the username also goes into a URL path and a header.
+        No Entra password or UPN can contain them, so they are refused before any I/O.
+        """
+        if xml_unsafe(password) or xml_unsafe(username) or any(c in username for c in "\r\n\t"):
+            return "unsupported_characters"
+        return None
+
     async def verify(self, username: str, password: str) -> Verdict:
         """Ask Entra; every msal exception becomes an `unavailable` or `denied` verdict."""
         if self._app is None:
@@ -254,6 +282,9 @@ class AzureAdSource(Source):
         except Exception as err:  # noqa: BLE001 - msal raises many types; all become verdicts
             result, reason = classify_exception(err)
             status, retry_after_header = last_token_response()
+            if isinstance(err, aiohttp.ClientConnectorError) and not password_sent():
+                # No connection, nothing carrying the password left: give the attempt back.
+                return self.verdict(result, reason, sent=False)
         else:
             status, retry_after_header = last_token_response()
             result, reason = decide(answer, status, self.settings.policy)
@@ -277,7 +308,8 @@ class AzureAdSource(Source):
         Answers are cached, sealed, for `resolve_cache_seconds`: the cache key and the value
         are derived from the typed name, so the store never holds a clear username.
         """
-        parts = (self.name, username.strip().casefold())
+        # The exact typed name: `straße` and `strasse` must never share an answer.
+        parts = (self.name, username)
         cache = self.services.username_cache
         cached = await self.services.get_sealed(cache, parts)
         if cached is not None:

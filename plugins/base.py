@@ -9,7 +9,9 @@ import hmac
 import ipaddress
 import re
 import secrets
+import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Literal, Protocol
@@ -42,6 +44,9 @@ class Verdict:
     # The directory is throttling this user or the whole source; back off for retry_after seconds.
     throttle: Literal["user", "source"] | None = None
     retry_after: float | None = None
+    # False only when the password provably never reached the directory (connection refused
+    # before anything carrying it was sent): the attempt is then given back to the user's limit.
+    sent: bool = True
 
     @property
     def verified(self) -> bool:
@@ -54,6 +59,24 @@ class Verdict:
         return self.result is Result.VERIFIED or (
             self.result is Result.DENIED and not self.unknown_user
         )
+
+
+# Reason codes that mean the directory is in trouble for everyone (see `Source.outage_reasons`).
+OUTAGE_REASONS = frozenset({"timeout", "http_5xx", "http_429", "network"})
+
+
+def xml_unsafe(text: str) -> bool:
+    """True when `text` has characters that XML 1.0 (WS-Trust) cannot carry.
+
+    C0 controls but tab/CR/LF, surrogates, U+FFFE/U+FFFF; also C1 controls and the other
+    noncharacters, which no directory accepts in a password or a username.
+    """
+    return _XML_UNSAFE.search(text) is not None
+
+
+_XML_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]"
+)
 
 
 def derive_key(secret: bytes, purpose: str, *parts: str) -> bytes:
@@ -75,22 +98,54 @@ class SharedStore(Protocol):
         """Store a value for `ttl` seconds."""
 
 
-class LocalStore:
-    """A bounded in-process SharedStore, for sources used outside the gateway (CLI, tests)."""
+class MemoryCache:
+    """A bounded in-process TTL cache: when full, the soonest-expiring entries go first.
 
-    def __init__(self, max_entries: int = 10_000) -> None:
-        self._values: TLRUCache[str, tuple[str, float]] = TLRUCache(
-            maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
-        )
+    The gateway's cache when no Redis is configured (and its fallback), and what sources use
+    outside the gateway (CLI, tests). Only for what may be forgotten: a miss costs an upstream
+    call, never protection.
+    """
+
+    def __init__(
+        self, max_entries: int = 10_000, on_evict: Callable[[], None] | None = None
+    ) -> None:
+        self._values = _EvictionAwareCache(max_entries, on_evict)
+
+    def __len__(self) -> int:
+        return len(self._values)
 
     async def get(self, key: str) -> str | None:
         """Return a value, or None when absent or expired."""
         entry = self._values.get(key)
         return None if entry is None else entry[0]
 
+    async def get_many(self, keys: Sequence[str]) -> list[str | None]:
+        """Read several keys at once."""
+        values = self._values
+        return [None if (e := values.get(key)) is None else e[0] for key in keys]
+
     async def set(self, key: str, value: str, ttl: float) -> None:
-        """Store a value for `ttl` seconds."""
-        self._values[key] = (value, time.monotonic() + ttl)
+        """Store a value for `ttl` seconds (short repeated values are interned)."""
+        if ttl <= 0:
+            return
+        self._values[key] = (
+            sys.intern(value) if len(value) < 40 else value,
+            time.monotonic() + ttl,
+        )
+
+
+class _EvictionAwareCache(TLRUCache[str, tuple[str, float]]):
+    """A TLRU cache that reports evicting a live entry (expired ones go first, unreported)."""
+
+    def __init__(self, max_entries: int, on_evict: Callable[[], None] | None) -> None:
+        super().__init__(maxsize=max_entries, ttu=lambda _k, v, _now: v[1], timer=time.monotonic)
+        self._on_evict = on_evict
+
+    def popitem(self) -> tuple[str, tuple[str, float]]:
+        """Evict (cachetools calls this only when full after dropping expired entries)."""
+        if self._on_evict is not None:
+            self._on_evict()
+        return super().popitem()
 
 
 @dataclass(frozen=True)
@@ -109,7 +164,7 @@ class SourceServices:
     @classmethod
     def local(cls) -> SourceServices:
         """Per-process services with a random secret."""
-        return cls(LocalStore(), LocalStore(), secrets.token_bytes(32))
+        return cls(MemoryCache(), MemoryCache(), secrets.token_bytes(32))
 
     def _derive(self, purpose: str, parts: tuple[str, ...]) -> bytes:
         return derive_key(self.hmac_secret, purpose, *parts)
@@ -151,6 +206,9 @@ class Source(abc.ABC):
     config_class: ClassVar[type[SourceConfig]] = SourceConfig
     # Reason codes this type can answer with, exported at 0 so alerts see them from the start.
     known_reasons: ClassVar[frozenset[str]] = frozenset()
+    # Unavailable reasons that say the directory itself is in trouble, whoever asks: only these
+    # feed the circuit breaker. Content-driven failures (`bad_response`, `other`) must not.
+    outage_reasons: ClassVar[frozenset[str]] = OUTAGE_REASONS
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config
@@ -181,6 +239,14 @@ class Source(abc.ABC):
     async def verify(self, username: str, password: str) -> Verdict:
         """Check the pair; never raise for upstream trouble, answer `unavailable` instead."""
 
+    def unsupported_input(self, username: str, password: str) -> str | None:
+        """A reason code when the protocol cannot carry this pair (refused before any I/O).
+
+        The gateway answers such a pair as a denial that counts against the user and the IP,
+        so content an attacker chooses can never look like a directory outage.
+        """
+        return None
+
     def verdict(
         self,
         result: Result,
@@ -189,9 +255,10 @@ class Source(abc.ABC):
         unknown_user: bool = False,
         throttle: Literal["user", "source"] | None = None,
         retry_after: float | None = None,
+        sent: bool = True,
     ) -> Verdict:
         """Build a verdict labelled with this source's name."""
-        return Verdict(result, self.name, reason, unknown_user, throttle, retry_after)
+        return Verdict(result, self.name, reason, unknown_user, throttle, retry_after, sent)
 
 
 def is_loopback_http(url: str) -> bool:

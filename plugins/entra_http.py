@@ -53,6 +53,11 @@ class HttpResponse:
             raise UpstreamHTTPError(self.status_code)
 
 
+def password_sent() -> bool:
+    """Whether a password-carrying POST (token or AD FS) of this call may have reached a server."""
+    return bool(call_state().get("posted"))
+
+
 def last_token_response() -> tuple[int | None, str | None]:
     """Status and Retry-After of the last POST in the current bridged call."""
     state = call_state()
@@ -140,8 +145,16 @@ class EntraHttpClient:
             body = data.encode("utf-8")
         else:
             body = data
-        response = self._send("POST", url, body, sent_headers)
         state = call_state()
+        try:
+            response = self._send("POST", url, body, sent_headers)
+        except BaseException as err:
+            # Only a connection never made proves the password stayed here; after a timeout
+            # or a reset it may have reached the directory.
+            if not isinstance(err, aiohttp.ClientConnectorError):
+                state["posted"] = True
+            raise
+        state["posted"] = True
         state["status"] = response.status_code
         state["retry_after"] = response.headers.get("Retry-After")
         return response

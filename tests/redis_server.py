@@ -63,7 +63,9 @@ class RedisServer:
             try:
                 with redis.Redis(port=self.port, socket_timeout=None).monitor() as monitor:
                     for command in monitor.listen():
-                        MONITORED.append(str(command.get("command", "")))
+                        # Commands a Lua script ran are marked: they cost no round trip.
+                        lua = "lua " if command.get("client_type") == "lua" else ""
+                        MONITORED.append(lua + str(command.get("command", "")))
             except redis.TimeoutError:
                 continue
             except (redis.RedisError, OSError, ValueError) as err:
@@ -101,4 +103,6 @@ class RedisServer:
                 out.append(str(client.get(key)))
             elif kind == b"hash":
                 out.append(str(client.hgetall(key)))
+            elif kind == b"zset":
+                out.append(str(client.zrange(key, 0, -1, withscores=True)))
         return out

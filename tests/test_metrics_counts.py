@@ -204,6 +204,7 @@ async def test_rate_limited_requests_count_the_limit_and_no_verification(
     assert _delta(before, _counted(registry)) == {
         "gateway_hook_requests_total{outcome=unverified}": 1,
         "gateway_rate_limited_total{limit=username}": 1,
+        "gateway_cache_requests_total{cache=verdict,result=miss}": 1,
     }
 
 

@@ -163,7 +163,7 @@ async def test_circuit_opens_after_consecutive_failures_then_probes(
 ) -> None:
     breaker = {"circuit_breaker": {"failures": 3, "open_seconds": 0.5}}
     client = await make_gateway(extra={"rate_limits": breaker})
-    entra.emulator.set_fault(mode="non_json")
+    entra.emulator.set_fault(mode="http_500")
     users = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com", "dave@contoso.com"]
     for user in users[:3]:
         await post_hook(client, user, USERS[user])
