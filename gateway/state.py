@@ -227,6 +227,11 @@ return ok
 """
 
 
+# Per client: a burst of hook calls waits for a pooled connection instead of opening one each
+# (each new connection costs several round trips of handshake, which timed out under a burst).
+MAX_REDIS_CONNECTIONS = 32
+
+
 @dataclass(frozen=True, slots=True)
 class RedisSettings:
     """How to reach Redis; every key is prefixed with `key_prefix:`."""
@@ -246,6 +251,7 @@ class RedisSettings:
         return {
             "socket_timeout": self.timeout,
             "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
+            "timeout": self.timeout,  # waiting for a pooled connection, then fall back
         }
 
 
@@ -264,6 +270,8 @@ class RedisCacheStore:
             ssl=parts.scheme == "rediss",
             timeout=None,  # socket timeouts instead; aiocache's own wraps every call in a task
             create_connection_timeout=settings.timeout,
+            connection_pool_class=aioredis.BlockingConnectionPool,
+            pool_max_size=MAX_REDIS_CONNECTIONS,
             connection_pool_kwargs=settings.pool_kwargs(),
         )
 
@@ -291,9 +299,13 @@ class RedisProtection:
 
     def __init__(self, settings: RedisSettings) -> None:
         self._prefix = f"{settings.key_prefix}:"
-        self.client: aioredis.Redis = aioredis.Redis.from_url(
-            settings.url, socket_connect_timeout=settings.timeout, **settings.pool_kwargs()
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.url,
+            socket_connect_timeout=settings.timeout,
+            max_connections=MAX_REDIS_CONNECTIONS,
+            **settings.pool_kwargs(),
         )
+        self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._admit = self.client.register_script(_ADMIT_SCRIPT)
         self._take = self.client.register_script(_BUCKET_SCRIPT)
 
@@ -381,7 +393,7 @@ class RedisHealth:
         if self.up or self._probe is None:
             logger.error(
                 "redis unavailable; using per-process cache and limits until it returns",
-                extra={"error": type(err).__name__},
+                extra={"error": type(err).__name__, "detail": str(err)[:200]},
             )
         self.up = False
         self._on_change(False)
