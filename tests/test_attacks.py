@@ -1,7 +1,7 @@
-"""Protection as an attacker would test it: races, window edges, slow directories, floods,
-content that drives a source into its error paths, look-alike usernames, a failing Redis.
+"""Protection as an attacker would test it.
 
-Each test states a property from the README's protection section and tries to break it.
+Races, window edges, slow directories, floods, content that drives a source into its error
+paths, look-alike usernames, a failing Redis. Each test states a property from the README's protection section and tries to break it.
 """
 
 from __future__ import annotations
