@@ -127,7 +127,9 @@ async def two_replicas(
 ) -> AsyncIterator[list[_GatewayProcess]]:
     """Two gateway processes sharing one Redis."""
     replicas = []
-    cache = _redis_cache(redis_server)
+    # Four processes share two cores here; a loaded replica must not mistake that for Redis
+    # trouble (the fallback would then apply its own, smaller share of each limit).
+    cache = {**_redis_cache(redis_server), "redis_timeout_seconds": 1.0}
     for i in range(2):
         port = free_port()
         config = yaml.safe_load(gateway_yaml(entra.url, extra={"cache": cache}))
@@ -168,6 +170,27 @@ async def test_two_gateway_processes_enforce_one_username_limit(
         assert await _hook(replica.url, ALICE, USERS[ALICE]) == "UNVERIFIED"
     assert entra.emulator.token_requests_by_user[ALICE] == 5
     assert await _hook(second.url, "bob@contoso.com", USERS["bob@contoso.com"]) == "VERIFIED"
+
+
+@pytest.mark.parametrize("attempts", [20, 100])
+async def test_concurrent_wrong_passwords_split_across_two_replicas_reach_the_directory_five_times(
+    two_replicas: list[_GatewayProcess], entra: RunningEmulator, attempts: int
+) -> None:
+    entra.emulator.set_fault(mode="none", latency_ms=200)
+    async with aiohttp.ClientSession() as http:
+
+        async def wrong(i: int) -> int:
+            payload = okta_payload(ALICE, f"Wrong#Pass-{i}")
+            payload["data"]["context"]["request"]["ipAddress"] = f"198.51.100.{i % 200}"
+            url = two_replicas[i % 2].url + HOOK_PATH
+            headers = {"Authorization": HOOK_SECRET}
+            async with http.post(url, json=payload, headers=headers) as response:
+                assert credential(await response.json()) == "UNVERIFIED"
+                return response.status
+
+        statuses = await asyncio.gather(*(wrong(i) for i in range(attempts)))
+    assert set(statuses) == {200}
+    assert entra.emulator.token_requests_by_user[ALICE] == 5
 
 
 async def test_replicas_share_the_verdict_cache(
@@ -249,5 +272,9 @@ async def test_a_verified_hook_call_costs_four_redis_round_trips(
     # Read the cached verdicts; reserve the attempt (one script); store the verdict; give the
     # attempt back, since a right password spends no budget (two ZREMs in one pipeline).
     assert [c.replace("PSETEX", "SETEX") for c in sent] == [
-        "MGET", "EVALSHA", "SETEX", "ZREM", "ZREM"
+        "MGET",
+        "EVALSHA",
+        "SETEX",
+        "ZREM",
+        "ZREM",
     ], sent
