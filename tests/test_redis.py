@@ -105,7 +105,7 @@ class _GatewayProcess:
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
         async with aiohttp.ClientSession() as http:
-            for _ in range(200):
+            for _ in range(600):  # 30 s: start-up is slow on a loaded two-core CI machine
                 try:
                     async with http.get(self.url + "/readyz") as response:
                         if response.status == 200:
