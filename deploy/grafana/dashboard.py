@@ -156,10 +156,15 @@ def _traffic_row(builder: dash.Dashboard) -> None:
         _timeseries(
             "Rate-limit refusals by limit",
             "Requests refused by a limit: username and ip protect users from lockout and "
-            "password spraying; source protects the directory from overload.",
+            "password spraying; source, cooldown, circuit and busy protect the directory; "
+            "full: protection is the store refusing new users (fail closed), cache evictions.",
             "reqps",
-        ).with_target(
+        )
+        .with_target(
             _query(f"sum by (limit) (rate(gateway_rate_limited_total[{RATE}]))", "{{limit}}")
+        )
+        .with_target(
+            _query(f"sum by (store) (rate(gateway_state_full_total[{RATE}]))", "full: {{store}}")
         )
     )
 

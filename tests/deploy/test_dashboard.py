@@ -33,6 +33,7 @@ REQUIRED_DASHBOARD_METRICS = {
     "gateway_source_last_success_timestamp_seconds",
     "gateway_redis_up",
     "gateway_build_info",
+    "gateway_state_full_total",
 }
 REQUIRED_ALERTS = {
     "GatewayDown",
@@ -43,6 +44,7 @@ REQUIRED_ALERTS = {
     "LockoutProtectionSpike",
     "Aadsts50053Spike",
     "CircuitOpen",
+    "ProtectionStoreFull",
     "RedisDown",
     "MigrationStalled",
 }
