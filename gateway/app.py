@@ -13,7 +13,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.config import GatewayConfig
-from gateway.logs import UsernameRedactor
+from gateway.logs import UsernameRedactor, install_library_filters
 from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.protection import KeyMaker
@@ -41,6 +41,7 @@ def create_app(
     config: GatewayConfig, sources: Mapping[str, Source] | None = None
 ) -> web.Application:
     """Build the app; sources are created from config unless given (tests may inject them)."""
+    install_library_filters()  # third-party records never carry bodies or secrets
     # The body limit is enforced by the hook handler after authentication, not by aiohttp.
     app = web.Application(
         client_max_size=config.server.max_body_bytes, middlewares=[_never_5xx_to_okta]

@@ -345,7 +345,7 @@ class RedisProtection:
 
     async def close(self) -> None:
         """Close the connection pool."""
-        await self.client.aclose()
+        await self.client.aclose(close_connection_pool=True)
 
 
 _REDIS_TROUBLE = (RedisError, OSError, asyncio.TimeoutError)

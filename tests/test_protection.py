@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.app import METRICS
+from gateway.app import METRICS, SOURCES
 from gateway.emulators.entra import RunningEmulator
-from tests.conftest import USERS, GatewayFactory, credential, post_hook
+from gateway.protection import UNKNOWN_IP, limiter_ip, limiter_username
+from plugins.base import derive_key
+from tests.conftest import CACHE_SECRET, USERS, GatewayFactory, credential, post_hook
 
 ALICE = "alice@contoso.com"
 WRONG = "Wrong#Pass-0000"
@@ -191,3 +193,56 @@ async def test_unavailable_answers_are_never_cached(
     entra.emulator.set_fault(mode="none")
     _, body = await post_hook(client, ALICE, USERS[ALICE])
     assert credential(body) == "VERIFIED"
+
+
+async def test_ipv6_clients_are_limited_per_64_and_missing_ips_share_one_budget(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    limits = {"per_ip": {"failures": 2, "window_seconds": 60}, "per_username": None}
+    client = await make_gateway(extra={"rate_limits": limits})
+    victims = ["alice@contoso.com", "bob@contoso.com", "carol@contoso.com"]
+    # Three addresses of one /64 (one host can use them all): one budget.
+    for i, victim in enumerate(victims[:2]):
+        await post_hook(client, victim, WRONG, ip=f"2001:db8:1:2::{i + 1}")
+    before = entra.emulator.requests_by_kind["token"]
+    _, body = await post_hook(client, ALICE, USERS[ALICE], ip="2001:DB8:1:2:ffff::9")
+    assert credential(body) == "UNVERIFIED"
+    assert entra.emulator.requests_by_kind["token"] == before
+    # The next /64 is another client.
+    _, body = await post_hook(client, ALICE, USERS[ALICE], ip="2001:db8:1:3::1")
+    assert credential(body) == "VERIFIED"
+
+
+async def test_requests_without_an_ip_share_one_unknown_ip_budget(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    limits = {"per_ip": {"failures": 2, "window_seconds": 60}, "per_username": None}
+    client = await make_gateway(extra={"rate_limits": limits})
+    for i, ip in enumerate(["", "not-an-ip"]):
+        await post_hook(client, f"nobody{i}@contoso.com", WRONG, ip=ip)
+    before = entra.emulator.requests_by_kind["token"]
+    _, body = await post_hook(client, ALICE, USERS[ALICE], ip="")
+    assert credential(body) == "UNVERIFIED"
+    assert entra.emulator.requests_by_kind["token"] == before
+    assert _metric(client, "gateway_rate_limited_total", limit="ip") == 1
+
+
+def test_limiter_keys_widen_but_cache_keys_do_not() -> None:
+    assert limiter_ip("::ffff:192.0.2.7") == "192.0.2.7"
+    assert limiter_ip("2001:db8::1") == limiter_ip("2001:0DB8:0:0:ffff::2") == "2001:db8::/64"
+    assert limiter_ip(None) == limiter_ip("") == limiter_ip("300.1.1.1") == UNKNOWN_IP
+    assert limiter_username(" \u212aate@Contoso.com") == limiter_username("kate@contoso.com")
+    assert limiter_username("straße@x") == limiter_username("STRASSE@x")
+
+
+async def test_each_source_gets_a_key_of_its_own_never_the_master_secret(
+    make_gateway: GatewayFactory, cache_config: dict[str, Any]
+) -> None:
+    client = await make_gateway(extra={"cache": cache_config})
+    source = client.server.app[SOURCES]["entra"]
+    key = source.services.hmac_secret
+    assert len(key) == 32
+    assert CACHE_SECRET.encode() not in key and key != CACHE_SECRET.encode()
+    assert key == derive_key(CACHE_SECRET.encode(), "source", "entra") or (
+        cache_config["backend"] == "memory"
+    )

@@ -14,6 +14,13 @@ Served endpoints (shapes follow real Entra as closely as is known):
 * ``POST /adfs/services/trust/{2005,13}/usernamemixed``      emulated AD FS (WS-Trust)
 * ``GET /_emulator/stats``, ``POST /_emulator/reset``, ``GET|PUT /_emulator/fault``  control plane
 
+Global fault modes (``set_fault`` / ``PUT /_emulator/fault``): ``http_429``, ``http_500``,
+``non_json`` (a proxy's HTML page), ``hang`` on token and realm requests; ``reflect_body`` makes
+the token and AD FS endpoints answer 400 ``text/html`` echoing the request body they received
+(raw, then URL-decoded), as a misbehaving proxy or WAF page would, so tests can check that no
+client logs it (it carries the password and the client secret). Realm requests are not
+affected by ``reflect_body``: they carry no body, and the client must get as far as the POST.
+
 Deliberate simplifications: ID and access tokens are unsigned (``alg: none``); a JWT
 ``client_assertion`` is accepted when it decodes and its ``iss`` and ``sub`` equal the client id
 (its signature is NOT checked); SAML assertions issued by the emulated AD FS carry an HMAC
@@ -55,7 +62,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import unquote_plus, urlsplit
 from xml.etree import ElementTree as ET
 from xml.sax.saxutils import escape, quoteattr
 
@@ -105,7 +112,7 @@ GRANT_SAML1: Final = "urn:ietf:params:oauth:grant-type:saml1_1-bearer"
 GRANT_SAML2: Final = "urn:ietf:params:oauth:grant-type:saml2-bearer"
 CLIENT_ASSERTION_TYPE_JWT: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
-FaultMode = Literal["none", "http_429", "http_500", "non_json", "hang"]
+FaultMode = Literal["none", "http_429", "http_500", "non_json", "hang", "reflect_body"]
 HANG_SECONDS: Final = 3600.0
 # Realm names are Entra aliases, not tenants; password grants are refused on two of them.
 _TENANT_ALIASES: Final = frozenset({"common", "organizations", "consumers"})
@@ -664,6 +671,17 @@ def _wrong_credentials_fault() -> web.Response:
     )
 
 
+def _reflected_body(body: bytes) -> web.Response:
+    """The ``reflect_body`` fault: a proxy error page quoting the request, unescaped."""
+    raw = body.decode("utf-8", "replace")
+    return web.Response(
+        status=400,
+        text=f"<html><body><h1>400 Bad Request</h1><p>Your request:</p><pre>{raw}</pre>"
+        f"<pre>{unquote_plus(raw)}</pre></body></html>",
+        content_type="text/html",
+    )
+
+
 def _malformed_request_fault() -> web.Response:
     """Build the fault for a request that is not a usable WS-Trust RST."""
     return _soap_fault("InvalidRequest", "ID3035: The request was not valid or is malformed.")
@@ -979,7 +997,7 @@ class EntraEmulator:
     async def handle_user_realm(self, request: web.Request) -> web.Response:
         """``GET /common/userrealm/{username}?api-version=1.0``."""
         self.requests_by_kind["realm"] += 1
-        if self.fault.mode != "none":
+        if self.fault.mode not in ("none", "reflect_body"):
             return await self.fault_response(self.fault.mode, self.fault.retry_after)
         username = request.match_info["username"]
         domain = username.rpartition("@")[2].lower()
@@ -1042,6 +1060,8 @@ class EntraEmulator:
         self.token_requests_by_grant[grant or "<missing>"] += 1
         if grant == GRANT_ROPC and form.get("username"):
             self.token_requests_by_user[form["username"].lower()] += 1
+        if self.fault.mode == "reflect_body":
+            return self._counted(_reflected_body(await request.read()))
         if self.fault.mode != "none":
             return self._counted(await self.fault_response(self.fault.mode, self.fault.retry_after))
         tenant = request.match_info["tenant"]
@@ -1215,6 +1235,8 @@ class EntraEmulator:
             body = await request.read()
         except ValueError:
             return _malformed_request_fault()
+        if self.fault.mode == "reflect_body":
+            return _reflected_body(body)
         root = _parse_xml(body)
         token = root.find(".//wsse:UsernameToken", _NS) if root is not None else None
         name_node = token.find("wsse:Username", _NS) if token is not None else None

@@ -119,3 +119,25 @@ async def test_graph_token_fetched_once_for_concurrent_resolutions_and_again_aft
     _, body = await post_hook(client, "fed.one@contoso-mail.com", USERS["fed1@fabrikam.com"])
     assert credential(body) == "VERIFIED"
     assert emulator.token_requests_by_grant["client_credentials"] == 2
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("straße@contoso.com", "strasse@contoso.com"),
+        ("alice.smith@contoso-mail.com", "Alice.Smith@contoso-mail.com"),
+        ("kate@contoso.com", "\u212aate@contoso.com"),
+    ],
+)
+async def test_a_resolved_username_is_never_reused_for_a_look_alike(
+    make_gateway: GatewayFactory,
+    entra: RunningEmulator,
+    cache_config: dict[str, Any],
+    first: str,
+    second: str,
+) -> None:
+    # Graph decides itself whether two spellings are one user; the cache never merges them.
+    client = await _gateway(make_gateway, cache_config)
+    await post_hook(client, first, "Any#Pass-1")
+    await post_hook(client, second, "Any#Pass-1")
+    assert entra.emulator.requests_by_kind["graph"] == 2
