@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
 from gateway.config import GatewayConfig
 from gateway.logs import UsernameRedactor, install_library_filters
 from gateway.metrics import GatewayMetrics
@@ -43,8 +44,13 @@ def create_app(
     """Build the app; sources are created from config unless given (tests may inject them)."""
     install_library_filters()  # third-party records never carry bodies or secrets
     # The body limit is enforced by the hook handler after authentication, not by aiohttp.
+    # aiohttp would inflate a gzip/br body as it arrives, before any handler can check auth, and
+    # its lingering close would drain (and inflate) the body of a rejected request for 10 s more:
+    # a body the handler did not read just gets its connection closed.
     app = web.Application(
-        client_max_size=config.server.max_body_bytes, middlewares=[_never_5xx_to_okta]
+        client_max_size=config.server.max_body_bytes,
+        middlewares=[_never_5xx_to_okta],
+        handler_args={"auto_decompress": False, "lingering_time": 0},
     )
     metrics = GatewayMetrics(with_redis_gauge=config.cache.backend == "redis")
     built = dict(sources) if sources is not None else _build_sources(config)
@@ -163,31 +169,20 @@ async def _never_5xx_to_okta(
 
 
 def _authorized(request: web.Request, config: GatewayConfig) -> bool:
-    presented = request.headers.get(config.okta.auth.header)
-    if presented is None:
+    """The auth header is present exactly once and equals one of the configured secrets."""
+    presented_all = request.headers.getall(config.okta.auth.header, [])
+    # Two copies are ambiguous (a proxy may check one, we another): refuse rather than pick one.
+    if len(presented_all) != 1:
         return False
-    presented_bytes = presented.encode("utf-8", "surrogateescape")
+    presented_bytes = presented_all[0].encode("utf-8", "surrogateescape")
     matched = False
     for secret in config.okta.auth.secrets:  # check all, so timing does not reveal which matched
         matched |= hmac.compare_digest(presented_bytes, secret.get_secret_value().encode())
     return matched
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """Read the body; None when it is over `limit` (declared or actual)."""
-    if request.content_length is not None and request.content_length > limit:
-        return None
-    chunks, size = [], 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 async def handle_password_import(request: web.Request) -> web.Response:
-    """POST from Okta: auth (401) -> size (413) -> shape (400) -> decision (always 200)."""
+    """POST from Okta: auth (401) -> size (413) -> coding (415/400) -> shape (400) -> 200."""
     app = request.app
     config, metrics = app[CONFIG], app[METRICS]
     loop = asyncio.get_running_loop()
@@ -195,10 +190,18 @@ async def handle_password_import(request: web.Request) -> web.Response:
     deadline = started + config.budget_seconds
     if not _authorized(request, config):
         return _reject(app, started, 401, "unauthorized", "missing or wrong hook credentials")
-    body = await _read_body(request, config.server.max_body_bytes)
-    if body is None:
-        summary = f"body larger than {config.server.max_body_bytes} bytes"
-        return _reject(app, started, 413, "too_large", summary)
+    limit = config.server.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+    except TooLarge:
+        return _reject(app, started, 413, "too_large", f"body larger than {limit} bytes")
+    except UnsupportedEncoding:
+        # The outcome label set is closed and has no 415 of its own: it is a bad request.
+        summary = f"unsupported Content-Encoding; send {ACCEPTED_ENCODINGS} or none"
+        headers = {"Accept-Encoding": ACCEPTED_ENCODINGS}  # RFC 9110 §15.5.16
+        return _reject(app, started, 415, "bad_request", summary, headers=headers)
+    except BadEncoding:
+        return _reject(app, started, 400, "bad_request", "body does not match its Content-Encoding")
     try:
         hook = parse_password_import(body)
     except BadHookRequest as err:
@@ -230,12 +233,13 @@ def _reject(
     outcome: str,
     summary: str,
     body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """Answer a request that is not a usable hook call (never echoing it), count and log it."""
     app[METRICS].hook_requests.labels(outcome=outcome).inc()
     _log_decision(app, outcome, outcome, asyncio.get_running_loop().time() - started)
     payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
-    return web.Response(status=status, body=payload, content_type=_JSON)
+    return web.Response(status=status, body=payload, headers=headers, content_type=_JSON)
 
 
 def _log_decision(

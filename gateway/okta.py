@@ -72,6 +72,9 @@ def parse_password_import(body: bytes) -> PasswordImportRequest:
         raise BadHookRequest("body is not UTF-8") from None
     except ValueError:
         raise BadHookRequest("body is not valid JSON") from None
+    except RecursionError:
+        # A few kilobytes of `[[[...` exhaust the parser's stack; that is a bad request, not a fault.
+        raise BadHookRequest("body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadHookRequest("body must be a JSON object")
     event_type = payload.get("eventType")
