@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import secrets
@@ -12,26 +11,23 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from gateway.admin import admin_listener
+from gateway.auth import header_matches
 from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
 from gateway.config import GatewayConfig
-from gateway.logs import UsernameRedactor, install_library_filters
+from gateway.logs import install_library_filters
 from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
-from gateway.protection import KeyMaker
-from gateway.service import Decision, PasswordImportService
-from gateway.state import Namespace, RedisSettings, SharedState, StateLimits
-from plugins.base import Source, SourceServices, derive_key
-from plugins.registry import source_class
+from gateway.runtime import RUNTIME, Generation, Runtime
+from gateway.service import Decision
+from gateway.state import RedisSettings, SharedState, StateLimits
+from plugins.base import Source
 
 logger = logging.getLogger(__name__)
 decision_logger = logging.getLogger("gateway.decision")
 
-CONFIG = web.AppKey("config", GatewayConfig)
 METRICS = web.AppKey("metrics", GatewayMetrics)
-SOURCES = web.AppKey("sources", dict[str, Source])
-SERVICE = web.AppKey("service", PasswordImportService)
 STATE = web.AppKey("state", SharedState)
-REDACT = web.AppKey("redact", UsernameRedactor)
 
 _JSON = "application/json"
 # Time for the bookkeeping after a source's deadline (cache write, counters) before giving up.
@@ -39,9 +35,14 @@ _DEADLINE_SLACK_SECONDS = 0.1
 
 
 def create_app(
-    config: GatewayConfig, sources: Mapping[str, Source] | None = None
+    config: GatewayConfig,
+    sources: Mapping[str, Source] | None = None,
+    config_path: str | None = None,
 ) -> web.Application:
-    """Build the app; sources are created from config unless given (tests may inject them)."""
+    """Build the app; sources are created from config unless given (tests may inject them).
+
+    `config_path` is the file a reload (SIGHUP, `POST /admin/reload`) reads again.
+    """
     install_library_filters()  # third-party records never carry bodies or secrets
     # The body limit is enforced by the hook handler after authentication, not by aiohttp.
     # aiohttp would inflate a gzip/br body as it arrives, before any handler can check auth, and
@@ -53,50 +54,22 @@ def create_app(
         handler_args={"auto_decompress": False, "lingering_time": 0},
     )
     metrics = GatewayMetrics(with_redis_gauge=config.cache.backend == "redis")
-    built = dict(sources) if sources is not None else _build_sources(config)
-    metrics.declare_sources(built)
-    for name, source in built.items():
-        metrics.declare_codes(name, source.known_reasons)
     state = build_state(config, metrics)
     secret = config.cache.hmac_secret
     # Replicas share the configured secret; a lone process with the memory store makes its own.
     shared_key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
-    for name, source in built.items():
-        source.bind(_source_services(name, state, metrics, shared_key))
-    app[CONFIG] = config
     app[METRICS] = metrics
-    app[SOURCES] = built
     app[STATE] = state
-    app[SERVICE] = PasswordImportService(config, built, metrics, state, KeyMaker(shared_key))
-    app[REDACT] = UsernameRedactor(config.logging.usernames, shared_key)
+    app[RUNTIME] = Runtime(config, metrics, state, shared_key, sources, config_path)
     app.cleanup_ctx.append(_state_ctx)
     app.cleanup_ctx.append(_sources_ctx)
+    if config.admin is not None:
+        app.cleanup_ctx.append(admin_listener)
     app.router.add_post(config.okta.hook_path, handle_password_import)
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
     return app
-
-
-def _build_sources(config: GatewayConfig) -> dict[str, Source]:
-    return {sc.name: source_class(sc.type)(sc) for sc in config.sources}
-
-
-def _source_services(
-    name: str, state: SharedState, metrics: GatewayMetrics, secret: bytes
-) -> SourceServices:
-    def counter(cache: str) -> Callable[[bool], None]:
-        return lambda hit: metrics.cache_requests.labels(
-            cache=cache, result="hit" if hit else "miss"
-        ).inc()
-
-    return SourceServices(
-        token_cache=Namespace(state.cache, f"token:{name}", counter("token")),
-        username_cache=Namespace(state.cache, f"username:{name}", counter("username")),
-        # A key of its own, never the master secret: a (third-party) plugin can derive and
-        # unseal only what is under its own name.
-        hmac_secret=derive_key(secret, "source", name),
-    )
 
 
 def build_state(config: GatewayConfig, metrics: GatewayMetrics) -> SharedState:
@@ -131,23 +104,22 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _sources_ctx(app: web.Application) -> AsyncIterator[None]:
     """Start every source (none blocks start-up when its upstream is down), close them at exit."""
-    started: list[Source] = []
+    runtime = app[RUNTIME]
     try:
-        for source in app[SOURCES].values():
-            await source.start()
-            started.append(source)
+        await runtime.start()
         _publish_readiness(app)
+        current = runtime.current
         logger.info(
             "gateway started",
             extra={
-                "sources": {s.name: s.ready for s in started},
-                "hook_path": app[CONFIG].okta.hook_path,
+                "sources": {name: s.ready for name, s in current.sources.items()},
+                "hook_path": current.config.okta.hook_path,
+                "config_hash": current.config.digest,
             },
         )
         yield
     finally:
-        for source in reversed(started):
-            await source.close()
+        await runtime.close()
 
 
 @web.middleware
@@ -160,58 +132,59 @@ async def _never_5xx_to_okta(
     except web.HTTPException:
         raise
     except Exception:
-        if request.path != request.app[CONFIG].okta.hook_path:
+        generation = request.app[RUNTIME].current
+        if request.path != generation.config.okta.hook_path:
             raise
         logger.exception("hook handler failed; answering UNVERIFIED")
         request.app[METRICS].hook_requests.labels(outcome="unverified").inc()
-        _log_decision(request.app, "unverified", "other", 0.0)
+        _log_decision(generation, "unverified", "other", 0.0)
         return web.Response(body=reply_body(False), content_type=_JSON)
 
 
-def _authorized(request: web.Request, config: GatewayConfig) -> bool:
-    """The auth header is present exactly once and equals one of the configured secrets."""
-    presented_all = request.headers.getall(config.okta.auth.header, [])
-    # Two copies are ambiguous (a proxy may check one, we another): refuse rather than pick one.
-    if len(presented_all) != 1:
-        return False
-    presented_bytes = presented_all[0].encode("utf-8", "surrogateescape")
-    matched = False
-    for secret in config.okta.auth.secrets:  # check all, so timing does not reveal which matched
-        matched |= hmac.compare_digest(presented_bytes, secret.get_secret_value().encode())
-    return matched
-
-
 async def handle_password_import(request: web.Request) -> web.Response:
-    """POST from Okta: auth (401) -> size (413) -> coding (415/400) -> shape (400) -> 200."""
-    app = request.app
-    config, metrics = app[CONFIG], app[METRICS]
+    """POST from Okta: auth (401) -> size (413) -> coding (415/400) -> shape (400) -> 200.
+
+    The request takes the current configuration once and uses only it, even if a reload swaps
+    in another while it runs.
+    """
+    with request.app[RUNTIME].current.serving() as generation:
+        return await _answer(request, generation)
+
+
+async def _answer(request: web.Request, generation: Generation) -> web.Response:
+    config, metrics = generation.config, request.app[METRICS]
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + config.budget_seconds
-    if not _authorized(request, config):
-        return _reject(app, started, 401, "unauthorized", "missing or wrong hook credentials")
+    if not header_matches(request, config.okta.auth):
+        return _reject(
+            metrics, generation, started, 401, "unauthorized", "missing or wrong hook credentials"
+        )
     limit = config.server.max_body_bytes
     try:
         body = await read_body(request, limit)
     except TooLarge:
-        return _reject(app, started, 413, "too_large", f"body larger than {limit} bytes")
+        return _reject(
+            metrics, generation, started, 413, "too_large", f"body larger than {limit} bytes"
+        )
     except UnsupportedEncoding:
         # The outcome label set is closed and has no 415 of its own: it is a bad request.
         summary = f"unsupported Content-Encoding; send {ACCEPTED_ENCODINGS} or none"
         headers = {"Accept-Encoding": ACCEPTED_ENCODINGS}  # RFC 9110 §15.5.16
-        return _reject(app, started, 415, "bad_request", summary, headers=headers)
+        return _reject(metrics, generation, started, 415, "bad_request", summary, headers=headers)
     except BadEncoding:
-        return _reject(app, started, 400, "bad_request", "body does not match its Content-Encoding")
+        summary = "body does not match its Content-Encoding"
+        return _reject(metrics, generation, started, 400, "bad_request", summary)
     try:
         hook = parse_password_import(body)
     except BadHookRequest as err:
-        return _reject(app, started, 400, "bad_request", err.summary, err.body())
+        return _reject(metrics, generation, started, 400, "bad_request", err.summary, err.body())
     metrics.inflight.inc()
     try:
         # Sources get the deadline themselves; this also bounds limits and cache lookups, so a
         # slow shared store can never push the answer past the budget.
         async with asyncio.timeout_at(deadline + _DEADLINE_SLACK_SECONDS):
-            decision = await app[SERVICE].decide(
+            decision = await generation.service.decide(
                 hook.username, hook.password, deadline, hook.client_ip
             )
     except TimeoutError:
@@ -221,13 +194,20 @@ async def handle_password_import(request: web.Request) -> web.Response:
     outcome = "verified" if decision.verified else "unverified"
     metrics.hook_requests.labels(outcome=outcome).inc()
     _log_decision(
-        app, outcome, decision.reason, loop.time() - started, hook, decision.route, decision.source
+        generation,
+        outcome,
+        decision.reason,
+        loop.time() - started,
+        hook,
+        decision.route,
+        decision.source,
     )
     return web.Response(body=reply_body(decision.verified), content_type=_JSON)
 
 
 def _reject(
-    app: web.Application,
+    metrics: GatewayMetrics,
+    generation: Generation,
     started: float,
     status: int,
     outcome: str,
@@ -236,14 +216,14 @@ def _reject(
     headers: Mapping[str, str] | None = None,
 ) -> web.Response:
     """Answer a request that is not a usable hook call (never echoing it), count and log it."""
-    app[METRICS].hook_requests.labels(outcome=outcome).inc()
-    _log_decision(app, outcome, outcome, asyncio.get_running_loop().time() - started)
+    metrics.hook_requests.labels(outcome=outcome).inc()
+    _log_decision(generation, outcome, outcome, asyncio.get_running_loop().time() - started)
     payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
     return web.Response(status=status, body=payload, headers=headers, content_type=_JSON)
 
 
 def _log_decision(
-    app: web.Application,
+    generation: Generation,
     outcome: str,
     reason: str,
     seconds: float,
@@ -258,7 +238,7 @@ def _log_decision(
             "event": "hook_decision",
             "event_id": hook.event_id if hook else None,
             "okta_request_id": hook.request_id if hook else None,
-            "user": app[REDACT](hook.username) if hook else None,
+            "user": generation.redact(hook.username) if hook else None,
             "route": route,
             "source": source,
             "result": outcome,
@@ -270,7 +250,7 @@ def _log_decision(
 
 def _publish_readiness(app: web.Application) -> None:
     """Sources become ready in the background: refresh the gauge whenever it is read."""
-    for name, source in app[SOURCES].items():
+    for name, source in app[RUNTIME].current.sources.items():
         app[METRICS].source_ready.labels(source=name).set(int(source.ready))
 
 
@@ -281,8 +261,8 @@ async def handle_healthz(request: web.Request) -> web.Response:
 
 async def handle_readyz(request: web.Request) -> web.Response:
     """Readiness: every source has started; the body says which has not and why."""
-    sources = request.app[SOURCES]
-    guards = request.app[SERVICE].guards
+    current = request.app[RUNTIME].current
+    sources, guards = current.sources, current.service.guards
     detail = {
         name: {
             "ready": s.ready,

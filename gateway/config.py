@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Iterable
@@ -64,6 +65,8 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
     shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
     tls: TlsConfig | None = None
+    # Where `serve` writes its pid, so `gateway reload` can signal it when there is no admin port.
+    pid_file: str | None = None
 
 
 class HookAuthConfig(_Strict):
@@ -78,6 +81,14 @@ class HookAuthConfig(_Strict):
         if any(len(s.get_secret_value()) < 8 for s in value):
             raise ValueError("every secret must be at least 8 characters")
         return value
+
+
+class AdminConfig(_Strict):
+    """The admin listener (reload, migration progress): a second port, off unless configured."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(ge=1, le=65535)
+    auth: HookAuthConfig
 
 
 class OktaConfig(_Strict):
@@ -243,6 +254,7 @@ class _TopLevel(_Strict):
     logging: LoggingConfig = LoggingConfig()
     cache: CacheConfig = CacheConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
+    admin: AdminConfig | None = None
 
     @field_validator("budget_seconds")
     @classmethod
@@ -266,6 +278,9 @@ class GatewayConfig:
     logging: LoggingConfig
     cache: CacheConfig = field(default_factory=CacheConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
+    admin: AdminConfig | None = None
+    # The first 12 hex digits of the SHA-256 of the YAML text (gateway_config_info{hash}).
+    digest: str = ""
 
 
 def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None) -> GatewayConfig:
@@ -293,7 +308,8 @@ def parse_config(text: str, env: dict[str, str] | None = None) -> GatewayConfig:
         )
     problems: list[tuple[str, str]] = []
     expanded = _expand(raw, (), os.environ if env is None else env, problems)
-    return _validate(expanded, problems)
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+    return _validate(expanded, problems, digest)
 
 
 def _expand(
@@ -373,7 +389,7 @@ def _pydantic_problems(
     return problems
 
 
-def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayConfig:
+def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str) -> GatewayConfig:
     try:
         top = _TopLevel.model_validate(raw)
     except ValidationError as err:
@@ -388,6 +404,10 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
                 "required with the redis backend, so replicas derive the same keys",
             )
         )
+    if top is not None and top.admin is not None and top.admin.port == top.server.port:
+        problems.append(
+            ("admin.port", "must differ from server.port: admin is never the hook port")
+        )
     if problems or top is None:
         raise ConfigError(problems)
     return GatewayConfig(
@@ -399,6 +419,8 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]]) -> GatewayCo
         logging=top.logging,
         cache=top.cache,
         rate_limits=top.rate_limits,
+        admin=top.admin,
+        digest=digest,
     )
 
 

@@ -173,9 +173,13 @@ def configure_logging(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(LIBRARY_FILTER)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    logging.getLogger().handlers[:] = [handler]
+    apply_log_levels(level, library_debug)
+
+
+def apply_log_levels(level: str, library_debug: bool) -> None:
+    """Set the gateway's and the libraries' levels (at start-up and on a reload)."""
+    logging.getLogger().setLevel(level.upper())
     for name in LIBRARY_LOGGERS:
         logging.getLogger(name).setLevel(logging.DEBUG if library_debug else logging.WARNING)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
@@ -104,6 +105,31 @@ class GatewayMetrics:
             registry=r,
         )  # fmt: skip
         self.build_info.labels(version=__version__).set(1)
+        # As Prometheus reports its own configuration: what runs, and whether the last reload took.
+        self.config_reloads = Counter(
+            "gateway_config_reload_total",
+            "Configuration reloads by result (success, failure).",
+            ["result"],
+            registry=r,
+        )
+        self.config_last_reload_successful = Gauge(
+            "gateway_config_last_reload_successful",
+            "1 when the last reload (or the start-up load) succeeded, 0 when it failed.",
+            registry=r,
+        )
+        self.config_last_reload_success = Gauge(
+            "gateway_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful load of the configuration.",
+            registry=r,
+        )
+        self.config_info = Gauge(
+            "gateway_config_info",
+            "Always 1; hash is the first 12 hex digits of the SHA-256 of the loaded config file.",
+            ["hash"],
+            registry=r,
+        )
+        for result in ("success", "failure"):
+            self.config_reloads.labels(result=result)
         for outcome in HOOK_OUTCOMES:
             self.hook_requests.labels(outcome=outcome)
         for limit in RATE_LIMITS:
@@ -130,6 +156,21 @@ class GatewayMetrics:
             self.last_success.labels(source=name)
             self.source_ready.labels(source=name)
             self.circuit_state.labels(source=name)
+
+    def config_loaded(self, digest: str, previous: str | None = None) -> None:
+        """A configuration is now running: its hash, and a successful load."""
+        if previous is not None and previous != digest:
+            self.config_info.remove(previous)
+        self.config_info.labels(hash=digest).set(1)
+        self.config_last_reload_successful.set(1)
+        self.config_last_reload_success.set_to_current_time()
+
+    def forget_sources(self, names: Iterable[str]) -> None:
+        """Drop the gauges of sources a reload removed (their counters stay, as counters do)."""
+        for name in names:
+            for gauge in (self.source_ready, self.circuit_state, self.last_success):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(name)
 
     def record_verdict(self, verdict: Verdict, *, upstream: bool, seconds: float = 0.0) -> None:
         """Count one source answer; latency and error codes only for real upstream calls.

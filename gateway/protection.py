@@ -263,11 +263,18 @@ class SourceGuard:
         self._store = store
         self._limits = limits
         self._cooldown = cooldown
+        self._breaker_config = breaker
         self._metrics = metrics
         self.concurrency = asyncio.Semaphore(limits.max_concurrency)
         self.breaker = CircuitBreaker(
             breaker, lambda state: metrics.circuit_state.labels(source=name).set(state)
         )
+
+    def same_settings(
+        self, limits: SourceLimits, cooldown: CooldownConfig, breaker: CircuitBreakerConfig | None
+    ) -> bool:
+        """Whether this guard already enforces these settings (then a reload keeps it)."""
+        return (limits, cooldown, breaker) == (self._limits, self._cooldown, self._breaker_config)
 
     def cooldown_flags(self, user_key: str) -> tuple[str, str]:
         """The flags that stop calls: for the whole source, and for this user at this source."""

@@ -78,6 +78,10 @@ class PasswordImportService:
         metrics: GatewayMetrics,
         state: SharedState,
         keys: KeyMaker,
+        *,
+        fingerprints: Mapping[str, str] | None = None,
+        single_flight: SingleFlight | None = None,
+        previous: PasswordImportService | None = None,
     ) -> None:
         self.router = Router(config.routes)
         self.sources = dict(sources)
@@ -90,18 +94,32 @@ class PasswordImportService:
             config.cache.verified_ttl_seconds, config.cache.denied_ttl_seconds
         )
         self.verdict_cache = VerdictCache(Namespace(state.cache, "verdict"), policy, metrics)
-        self.single_flight = SingleFlight()
-        self.guards = {
-            name: SourceGuard(
-                name,
-                state.protection,
-                limits.per_source,
-                limits.cooldown,
-                limits.circuit_breaker,
-                metrics,
-            )
-            for name in self.sources
-        }
+        # Part of each verdict key: a source whose settings changed never reads old verdicts.
+        self.fingerprints = dict(fingerprints or {})
+        self.single_flight = single_flight or SingleFlight()
+        self.guards: dict[str, SourceGuard] = {}
+        for name, source in self.sources.items():
+            guard = previous.guards.get(name) if previous is not None else None
+            # After a reload an unchanged source keeps its guard: breaker state, in-flight count.
+            if (
+                guard is None
+                or previous is None
+                or previous.sources.get(name) is not source
+                or (
+                    not guard.same_settings(
+                        limits.per_source, limits.cooldown, limits.circuit_breaker
+                    )
+                )
+            ):
+                guard = SourceGuard(
+                    name,
+                    state.protection,
+                    limits.per_source,
+                    limits.cooldown,
+                    limits.circuit_breaker,
+                    metrics,
+                )
+            self.guards[name] = guard
 
     async def decide(
         self, username: str, password: str, deadline: float, client_ip: str | None = None

@@ -15,11 +15,12 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import gateway.app
-from gateway.app import METRICS, SERVICE, create_app
+from gateway.app import METRICS, create_app
 from gateway.config import parse_config
 from gateway.demo import okta_payload
 from gateway.logs import JsonFormatter
 from gateway.okta import PasswordImportRequest, parse_password_import
+from gateway.runtime import RUNTIME
 from plugins.base import Source, SourceConfig, Verdict
 from tests.conftest import (
     HOOK_PATH,
@@ -128,7 +129,7 @@ async def test_handler_failure_outside_plugins_answers_unverified_not_5xx(
     async def broken_decide(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("bug after the plugin call")
 
-    monkeypatch.setattr(client.server.app[SERVICE], "decide", broken_decide)
+    monkeypatch.setattr(client.server.app[RUNTIME].current.service, "decide", broken_decide)
     response = await client.post(
         HOOK_PATH, json=okta_payload(ALICE, USERS[ALICE]), headers={"Authorization": HOOK_SECRET}
     )

@@ -18,9 +18,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
-from gateway.app import CONFIG, METRICS
+from gateway.app import METRICS
 from gateway.body import BROTLI_BLOCK
 from gateway.demo import okta_payload
+from gateway.runtime import RUNTIME
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, GatewayFactory, credential
 
 ALICE = "alice@contoso.com"
@@ -130,7 +131,7 @@ def _alice_body() -> bytes:
 
 
 def _limit(client: TestClient[Any, Any]) -> int:
-    limit: int = client.server.app[CONFIG].server.max_body_bytes
+    limit: int = client.server.app[RUNTIME].current.config.server.max_body_bytes
     return limit
 
 

@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
-from gateway.app import CONFIG, METRICS
+from gateway.app import METRICS
 from gateway.demo import okta_payload
 from gateway.emulators.entra import RunningEmulator
+from gateway.runtime import RUNTIME
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, GatewayFactory, credential, post_hook
 
 ALICE = "alice@contoso.com"
@@ -157,7 +158,7 @@ async def test_wrong_auth_counts_only_unauthorized(make_gateway: GatewayFactory)
 async def test_oversized_body_counts_only_too_large(make_gateway: GatewayFactory) -> None:
     client = await make_gateway()
     registry = _registry(client)
-    limit = client.server.app[CONFIG].server.max_body_bytes
+    limit = client.server.app[RUNTIME].current.config.server.max_body_bytes
     before = _counted(registry)
     response = await client.post(
         HOOK_PATH,

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from gateway.app import METRICS, SOURCES
+from gateway.app import METRICS
 from gateway.emulators.entra import RunningEmulator
 from gateway.protection import UNKNOWN_IP, limiter_ip, limiter_username
+from gateway.runtime import RUNTIME
 from plugins.base import derive_key
 from tests.conftest import CACHE_SECRET, USERS, GatewayFactory, credential, post_hook
 
@@ -239,7 +240,7 @@ async def test_each_source_gets_a_key_of_its_own_never_the_master_secret(
     make_gateway: GatewayFactory, cache_config: dict[str, Any]
 ) -> None:
     client = await make_gateway(extra={"cache": cache_config})
-    source = client.server.app[SOURCES]["entra"]
+    source = client.server.app[RUNTIME].current.sources["entra"]
     key = source.services.hmac_secret
     assert len(key) == 32
     assert CACHE_SECRET.encode() not in key and key != CACHE_SECRET.encode()

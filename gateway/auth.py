@@ -1,0 +1,26 @@
+"""Inbound header authentication, shared by the hook and the admin listener."""
+
+from __future__ import annotations
+
+import hmac
+
+from aiohttp import web
+
+from gateway.config import HookAuthConfig
+
+
+def header_matches(request: web.Request, auth: HookAuthConfig) -> bool:
+    """The auth header is present exactly once and equals one of the configured secrets.
+
+    The whole header value is compared (Okta sends it exactly as configured), in constant time,
+    against every secret, so timing does not reveal which one matched or how much of it did.
+    """
+    presented_all = request.headers.getall(auth.header, [])
+    # Two copies are ambiguous (a proxy may check one, we another): refuse rather than pick one.
+    if len(presented_all) != 1:
+        return False
+    presented = presented_all[0].encode("utf-8", "surrogateescape")
+    matched = False
+    for secret in auth.secrets:
+        matched |= hmac.compare_digest(presented, secret.get_secret_value().encode())
+    return matched
