@@ -1,21 +1,28 @@
-"""Command line: `serve`, `check-config`, `verify`, `emulate-entra` (python -m gateway ...)."""
+"""Command line: `serve`, `reload`, `check-config`, `verify`, `emulate-entra` (python -m gateway)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import getpass
+import json
 import logging
+import os
+import signal
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
 from gateway.app import create_app
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.logs import configure_logging
+from gateway.runtime import reload_on_sighup
 from plugins.base import Result
 from plugins.registry import source_class
 
@@ -38,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hook server")
     serve.add_argument("-c", "--config", required=True, help="config.yaml")
     serve.set_defaults(run=_serve)
+
+    reload = commands.add_parser(
+        "reload",
+        help="make a running gateway re-read its config (admin listener, else SIGHUP to pid_file)",
+    )
+    reload.add_argument("-c", "--config", required=True, help="the running gateway's config.yaml")
+    reload.set_defaults(run=_reload)
 
     check = commands.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("-c", "--config", required=True)
@@ -101,19 +115,83 @@ def _serve(args: argparse.Namespace) -> int:
     if config.server.tls is not None:
         ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ssl_context.load_cert_chain(config.server.tls.cert_file, config.server.tls.key_file)
-    app = create_app(config)
+    app = create_app(config, config_path=args.config)
     app.on_startup.append(_tune_garbage_collector)
-    web.run_app(
-        app,
-        loop=_new_event_loop(),
-        host=config.server.host,
-        port=config.server.port,
-        ssl_context=ssl_context,
-        shutdown_timeout=config.server.shutdown_grace_seconds,
-        access_log=None,  # the hook_decision line is the access log; paths carry nothing useful
-        print=None,
-    )
+    app.on_startup.append(reload_on_sighup)
+    with _pid_file(config.server.pid_file):
+        web.run_app(
+            app,
+            loop=_new_event_loop(),
+            host=config.server.host,
+            port=config.server.port,
+            ssl_context=ssl_context,
+            shutdown_timeout=config.server.shutdown_grace_seconds,
+            access_log=None,  # the hook_decision line is the access log; paths say nothing
+            print=None,
+        )
     return 0
+
+
+@contextlib.contextmanager
+def _pid_file(path: str | None) -> Iterator[None]:
+    """Write this process's pid for `gateway reload` while serving; remove it at exit."""
+    if path is None:
+        yield
+        return
+    Path(path).write_text(f"{os.getpid()}\n", encoding="ascii")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            Path(path).unlink()
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """Ask the running gateway to reload: POST /admin/reload, else SIGHUP to the pid file's pid.
+
+    The file is validated here first, so a typo is reported before anything is sent.
+    """
+    config = _load_or_report(args.config)
+    if config is None:
+        return 1
+    if config.admin is not None:
+        return asyncio.run(_post_reload(config))
+    if config.server.pid_file is None:
+        print(
+            "cannot reach the gateway: configure admin: {port, auth} or server.pid_file",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        pid = int(Path(config.server.pid_file).read_text(encoding="ascii").strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError) as err:
+        print(f"cannot signal the gateway via {config.server.pid_file}: {err}", file=sys.stderr)
+        return 1
+    print(f"sent SIGHUP to pid {pid}; the gateway logs the result (config reloaded / failed)")
+    return 0
+
+
+async def _post_reload(config: GatewayConfig) -> int:
+    admin = config.admin
+    assert admin is not None
+    host = "127.0.0.1" if admin.host in ("0.0.0.0", "::", "") else admin.host  # noqa: S104
+    url = f"http://{host}:{admin.port}/admin/reload"
+    headers = {admin.auth.header: admin.auth.secrets[0].get_secret_value()}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+            http.post(url, headers=headers) as response,
+        ):
+            if response.status == 401:
+                print("the admin listener refused the admin secret", file=sys.stderr)
+                return 1
+            answer = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+        print(f"cannot reach the admin listener at {url}: {type(err).__name__}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0 if answer.get("result") == "success" else 1
 
 
 def _new_event_loop() -> asyncio.AbstractEventLoop:
