@@ -141,7 +141,8 @@ class PasswordImportService:
         attempt = _Attempt(user_key, self.attempt_limits.windows(user_key, ip_key))
         # Exact username sent upstream: never normalised (DESIGN "Keys").
         cache_keys = [
-            self.keys("verdict", name, match.username, password) for name in match.sources
+            self.keys("verdict", name, self.fingerprints.get(name, ""), match.username, password)
+            for name in match.sources
         ]
         cached = await self.verdict_cache.read(cache_keys)
         verdicts: list[Verdict] = []

@@ -67,7 +67,7 @@ SCAN = SecretScan()
 
 def _known_secrets() -> set[str]:
     secrets = {HOOK_SECRET, HOOK_SECRET.removeprefix("Basic "), CACHE_SECRET}
-    for path in (USERS_FILE, DEMO_USERS_FILE):
+    for path in (*sorted(FIXTURES.glob("entra_users*.yaml")), DEMO_USERS_FILE):
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
         secrets.add(data["client_secret"])
         secrets.update(u["password"] for u in data["users"])
