@@ -323,6 +323,33 @@ def _state_row(builder: dash.Dashboard) -> None:
         .height(6)
         .span(6)
     )
+    builder.with_panel(
+        _stat(
+            "Last config reload",
+            "Per replica: 1 when the last reload (or the start-up load) succeeded; 0 when a "
+            "reload failed and the replica still runs its previous configuration.",
+            "none",
+        )
+        .mappings([_mapping({"0": ("failed", "red"), "1": ("ok", "green")})])
+        .thresholds(_thresholds((None, "red"), (1, "green")))
+        .with_target(_instant("gateway_config_last_reload_successful", "{{instance}}"))
+    )
+    builder.with_panel(
+        table.Panel()
+        .title("Running configuration")
+        .description(
+            "The config file hash each replica runs (first 12 hex digits of its SHA-256): "
+            "replicas that differ have not all been reloaded."
+        )
+        .datasource(DATASOURCE)
+        .with_target(
+            _instant("max by (instance, job, hash) (gateway_config_info)", "{{hash}}").format(
+                PromQueryFormat.TABLE
+            )
+        )
+        .height(6)
+        .span(6)
+    )
 
 
 def build() -> Dashboard:

@@ -42,6 +42,7 @@ def exported_names() -> set[str]:
     """Every sample name a gateway with one source exports (`_total`, `_bucket`, ... included)."""
     metrics = GatewayMetrics()
     metrics.declare_sources(["entra"])
+    metrics.config_loaded("0123456789ab")  # as every gateway does once its config is loaded
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
 
 

@@ -34,6 +34,8 @@ REQUIRED_DASHBOARD_METRICS = {
     "gateway_redis_up",
     "gateway_build_info",
     "gateway_state_full_total",
+    "gateway_config_last_reload_successful",
+    "gateway_config_info",
 }
 REQUIRED_ALERTS = {
     "GatewayDown",
@@ -45,6 +47,7 @@ REQUIRED_ALERTS = {
     "Aadsts50053Spike",
     "CircuitOpen",
     "ProtectionStoreFull",
+    "ConfigReloadFailed",
     "RedisDown",
     "MigrationStalled",
 }
