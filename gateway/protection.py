@@ -195,8 +195,9 @@ class CircuitBreaker:
     """
 
     def __init__(
-        self, config: CircuitBreakerConfig | None, on_change: Callable[[int], None]
+        self, name: str, config: CircuitBreakerConfig | None, on_change: Callable[[int], None]
     ) -> None:
+        self.name = name
         self._config = config
         self._on_change = on_change
         # Users behind the current run of consecutive outage answers (only the last N matter).
@@ -231,6 +232,8 @@ class CircuitBreaker:
         self._probing = False
         if outcome == "success":
             self._outage_users.clear()
+            if self.state is not CircuitState.CLOSED:
+                logger.warning("circuit closed: a probe succeeded", extra={"source": self.name})
             self._set(CircuitState.CLOSED)
             return
         if outcome == "neutral":
@@ -243,7 +246,10 @@ class CircuitBreaker:
         if self.state is CircuitState.HALF_OPEN or enough:
             self._opened_at = time.monotonic()
             if self.state is not CircuitState.OPEN:
-                logger.warning("circuit opened: source answers unavailable until a probe succeeds")
+                logger.warning(
+                    "circuit opened: source answers unavailable until a probe succeeds",
+                    extra={"source": self.name, "open_seconds": config.open_seconds},
+                )
             self._set(CircuitState.OPEN)
 
 
@@ -267,7 +273,7 @@ class SourceGuard:
         self._metrics = metrics
         self.concurrency = asyncio.Semaphore(limits.max_concurrency)
         self.breaker = CircuitBreaker(
-            breaker, lambda state: metrics.circuit_state.labels(source=name).set(state)
+            name, breaker, lambda state: metrics.circuit_state.labels(source=name).set(state)
         )
 
     def same_settings(

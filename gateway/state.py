@@ -349,6 +349,7 @@ class RedisProtection:
 
 
 _REDIS_TROUBLE = (RedisError, OSError, asyncio.TimeoutError)
+PROBE_MAX_SECONDS = 10.0
 
 
 class RedisHealth:
@@ -361,7 +362,7 @@ class RedisHealth:
         self,
         ping: Callable[[], Awaitable[Any]],
         on_change: Callable[[bool], None] = lambda up: None,
-        probe_interval: float = 1.0,
+        probe_interval: float = 0.5,
     ) -> None:
         self._ping = ping
         self.up = True
@@ -401,11 +402,14 @@ class RedisHealth:
             self._probe = asyncio.create_task(self._wait_for_redis())
 
     async def _wait_for_redis(self) -> None:
+        delay = self._probe_interval
         while True:
-            await asyncio.sleep(self._probe_interval)
+            await asyncio.sleep(delay)
             try:
                 await self._ping()
             except _REDIS_TROUBLE:
+                # Back off so a long outage is not a ping storm; never slower than every 10 s.
+                delay = min(delay * 2, PROBE_MAX_SECONDS)
                 continue
             self.up = True
             self._on_change(True)

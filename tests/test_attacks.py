@@ -313,3 +313,20 @@ async def test_redis_coming_back_is_one_clean_transition(
         assert registry.get_sample_value("gateway_redis_up") == 1
     finally:
         server.stop()
+
+
+async def test_the_breaker_logs_which_source_opened_and_closed(
+    make_gateway: GatewayFactory, entra: RunningEmulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    breaker = {"circuit_breaker": {"failures": 3, "distinct_users": 3, "open_seconds": 0.3}}
+    client = await make_gateway(extra={"rate_limits": breaker})
+    entra.emulator.set_fault(mode="http_500")
+    for user in ["alice@contoso.com", "zoë@contoso.com", "kate@contoso.com"]:
+        await post_hook(client, user, USERS[user])
+    entra.emulator.set_fault(mode="none")
+    await asyncio.sleep(0.35)
+    _, body = await post_hook(client, "iris@contoso.com", USERS["iris@contoso.com"])
+    assert credential(body) == "VERIFIED"
+    lines = [(r.getMessage().split(":")[0], r.__dict__.get("source")) for r in caplog.records]
+    assert ("circuit opened", "entra") in lines
+    assert ("circuit closed", "entra") in lines
