@@ -147,6 +147,7 @@ class Runtime:
         self._single_flight = SingleFlight()
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._retiring: list[Source] = []  # closed by `close` if shutdown comes first
         built = dict(sources) if sources is not None else {}
         for source_config in config.sources:
             if source_config.name not in built:
@@ -202,11 +203,13 @@ class Runtime:
             await source.start()
 
     async def close(self) -> None:
-        """Close every source and stop reloads in progress."""
+        """Close every source, retiring ones included, and stop reloads in progress."""
         for task in list(self._tasks):
             task.cancel()
-        for source in reversed(list(self.current.sources.values())):
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for source in [*reversed(list(self.current.sources.values())), *self._retiring]:
             await source.close()
+        self._retiring.clear()
 
     def reload_in_background(self) -> None:
         """Start a reload from the config file (SIGHUP); its result is logged."""
@@ -227,7 +230,11 @@ class Runtime:
                 digest = _file_digest(path)
                 return self._failed(running, err.lines(), digest)
             config, needs_restart = _keep_restart_only(running, loaded)
-            result = await self._swap(config, needs_restart)
+            try:
+                result = await self._swap(config, needs_restart)
+            except Exception as err:  # a plugin failing to build or start: keep what runs
+                logger.exception("a new source could not be started")
+                return self._failed(running, [f"a source could not start: {type(err).__name__}"])
             logger.info(
                 "config reloaded",
                 extra={"config": path, "hash": config.digest, **_lists(result)},
@@ -250,20 +257,26 @@ class Runtime:
         old = self.current
         kept: dict[str, Source] = {}
         started: dict[str, Source] = {}
-        for source_config in config.sources:
-            running = old.sources.get(source_config.name)
-            if running is not None and running.config == source_config:
-                kept[source_config.name] = running
-            else:
-                source = self._new_source(source_config)
-                self._bind(source)
-                await source.start()
-                started[source_config.name] = source
-        await _wait_ready(started.values(), READY_WAIT_SECONDS)
+        try:
+            for source_config in config.sources:
+                running = old.sources.get(source_config.name)
+                if running is not None and running.config == source_config:
+                    kept[source_config.name] = running
+                else:
+                    source = self._new_source(source_config)
+                    started[source_config.name] = source
+                    self._bind(source)
+                    await source.start()
+            await _wait_ready(started.values(), READY_WAIT_SECONDS)
+        except BaseException:
+            for source in started.values():
+                await source.close()
+            raise
         sources = {c.name: kept.get(c.name) or started[c.name] for c in config.sources}
         self.current = self._generation(config, sources, previous=old)  # the swap
         apply_log_levels(config.logging.level, config.logging.library_debug)
         retired = [s for name, s in old.sources.items() if sources.get(name) is not s]
+        self._retiring += retired
         removed = [name for name in old.sources if name not in sources]
         self.metrics.forget_sources(removed)
         task = asyncio.get_running_loop().create_task(self._retire(old, retired))
@@ -288,6 +301,7 @@ class Runtime:
         except TimeoutError:
             logger.warning("closing retired sources with calls still in flight")
         for source in sources:
+            self._retiring.remove(source)
             await source.close()
 
 

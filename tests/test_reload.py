@@ -260,3 +260,27 @@ async def _payload(username: str) -> dict[str, Any]:
     from gateway.demo import okta_payload
 
     return okta_payload(username, USERS[username])
+
+
+async def test_a_source_that_fails_to_start_leaves_the_running_config_alone(
+    gateway: tuple[TestClient[Any, Any], ConfigFile],
+    northwind: RunningEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plugins.azure_ad import AzureAdSource
+
+    client, config = gateway
+
+    async def broken_start(self: AzureAdSource) -> None:
+        raise RuntimeError("plugin bug")
+
+    monkeypatch.setattr(AzureAdSource, "start", broken_start)
+    config.add_northwind(northwind.url)
+    config.write()
+    status, answer = await reload(config)
+    assert (status, answer["result"]) == (422, "failure")
+    assert answer["problems"] == ["a source could not start: RuntimeError"]
+    assert set(client.server.app[RUNTIME].current.sources) == {"entra"}
+    _, body = await post_hook(client, "alice@contoso.com", USERS["alice@contoso.com"])
+    assert credential(body) == "VERIFIED"
+    assert _sample(client, "gateway_config_last_reload_successful") == 0
