@@ -274,7 +274,8 @@ class Runtime:
             raise
         sources = {c.name: kept.get(c.name) or started[c.name] for c in config.sources}
         self.current = self._generation(config, sources, previous=old)  # the swap
-        apply_log_levels(config.logging.level, config.logging.library_debug)
+        if config.logging != old.config.logging:  # only what the file changed
+            apply_log_levels(config.logging.level, config.logging.library_debug)
         retired = [s for name, s in old.sources.items() if sources.get(name) is not s]
         self._retiring += retired
         removed = [name for name in old.sources if name not in sources]
