@@ -1,8 +1,14 @@
 """Microsoft Graph `users` endpoints for the Entra emulator: enough for username resolution.
 
+* `GET /v1.0/users?$filter=...`: Graph v1.0 "List users"
+* `GET /v1.0/users/{id or userPrincipalName}`: Graph v1.0 "Get user"
+
 Served by the same emulator app (a loopback gateway sends every URL to one base). Supports the
 `$filter` forms the gateway uses (`userPrincipalName eq`, `mail eq`, `proxyAddresses/any`), `$select`
-and `$count`, and app-only bearer tokens from the emulator's client-credentials grant.
+and `$count`, and app-only bearer tokens from the emulator's client-credentials grant. As in real
+Graph, a lambda filter on `proxyAddresses` needs the advanced query parameters
+(`ConsistencyLevel: eventual` and `$count=true`), and errors use Graph's error resource
+(`error.code`, `error.message`, `error.innerError`).
 """
 
 from __future__ import annotations
@@ -13,12 +19,12 @@ import json
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aiohttp import web
 
-if TYPE_CHECKING:
-    from gateway.emulators.entra import EmulatedUser, EntraEmulator
+from gateway.emulators.entra.directory import EmulatedUser
+from gateway.emulators.entra.state import EmulatorState
 
 GRAPH_AUDIENCE = "https://graph.microsoft.com"
 _QUOTED = r"'((?:[^']|'')*)'"
@@ -55,7 +61,7 @@ def _claims(token: str) -> dict[str, Any] | None:
     return claims if isinstance(claims, dict) else None
 
 
-def _unauthorized(emulator: EntraEmulator, request: web.Request) -> web.Response | None:
+def _unauthorized(emulator: EmulatorState, request: web.Request) -> web.Response | None:
     """401 unless the request carries a live app token the emulator issued for Graph."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -75,7 +81,7 @@ def _unquote(value: str) -> str:
     return value.replace("''", "'")
 
 
-def _user_json(emulator: EntraEmulator, user: EmulatedUser, select: list[str]) -> dict[str, Any]:
+def _user_json(emulator: EmulatorState, user: EmulatedUser, select: list[str]) -> dict[str, Any]:
     full = {
         "id": emulator.object_id(user),
         "displayName": user.display_name or user.username,
@@ -91,7 +97,7 @@ def _select(request: web.Request) -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()] if raw else list(_DEFAULT_SELECT)
 
 
-async def handle_users(emulator: EntraEmulator, request: web.Request) -> web.Response:
+async def handle_users(emulator: EmulatorState, request: web.Request) -> web.Response:
     """`GET /v1.0/users?$filter=...`: users matching any of the equality clauses."""
     emulator.requests_by_kind["graph"] += 1
     denied = _unauthorized(emulator, request)
@@ -127,7 +133,7 @@ async def handle_users(emulator: EntraEmulator, request: web.Request) -> web.Res
     return web.json_response(body)
 
 
-async def handle_user(emulator: EntraEmulator, request: web.Request) -> web.Response:
+async def handle_user(emulator: EmulatorState, request: web.Request) -> web.Response:
     """`GET /v1.0/users/{id or userPrincipalName}`."""
     emulator.requests_by_kind["graph"] += 1
     denied = _unauthorized(emulator, request)
