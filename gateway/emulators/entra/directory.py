@@ -72,6 +72,15 @@ class EmulatedUser(BaseModel):
     # Microsoft Graph attributes, for username resolution (Okta login = mail, not the UPN).
     mail: str | None = None
     proxy_addresses: list[str] = Field(default_factory=list)  # e.g. "smtp:j.doe@contoso.com"
+    # More Graph attributes, for importing users into Okta (`gateway migrate import`).
+    given_name: str | None = None
+    surname: str | None = None
+    job_title: str | None = None
+    department: str | None = None
+    mobile_phone: str | None = None
+    employee_id: str | None = None
+    account_enabled: bool = True
+    groups: list[str] = Field(default_factory=list)  # group object ids the user is a member of
 
     @field_validator("username")
     @classmethod
@@ -248,6 +257,10 @@ class EmulatedDirectory(BaseModel):
                 username=f"user{i}@{domain}",
                 password=password_template.format(i=i),
                 behaviour=behaviour,
+                given_name=f"User{i}",
+                surname="Generated",
+                mail=f"user{i}@{domain}" if i % 4 else None,  # Graph's mail is often empty
+                department=("Sales", "Engineering", "Finance")[i % 3],
             )
             for i in range(n)
         ]

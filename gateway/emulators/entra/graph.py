@@ -1,7 +1,10 @@
-"""Microsoft Graph `users` endpoints for the Entra emulator: enough for username resolution.
+"""Microsoft Graph `users` and `groups` endpoints for the Entra emulator.
 
-* `GET /v1.0/users?$filter=...`: Graph v1.0 "List users"
+* `GET /v1.0/users?$filter=...`: Graph v1.0 "List users", for username resolution
+* `GET /v1.0/users?$top=N[&$filter=accountEnabled eq true]`: "List users", every user, in pages
+  linked by `@odata.nextLink` (as Graph does: default 100, at most 999 a page), for imports
 * `GET /v1.0/users/{id or userPrincipalName}`: Graph v1.0 "Get user"
+* `GET /v1.0/groups/{id}/members[/microsoft.graph.user]`: "List group members", paged the same way
 
 Served by the same emulator app (a loopback gateway sends every URL to one base). Supports the
 `$filter` forms the gateway uses (`userPrincipalName eq`, `mail eq`, `proxyAddresses/any`), `$select`
@@ -30,7 +33,13 @@ GRAPH_AUDIENCE = "https://graph.microsoft.com"
 _QUOTED = r"'((?:[^']|'')*)'"
 _EQ = re.compile(rf"\b(userPrincipalName|mail|id)\s+eq\s+{_QUOTED}", re.IGNORECASE)
 _ANY = re.compile(rf"\bproxyAddresses/any\((\w+):\s*\1\s+eq\s+{_QUOTED}\)", re.IGNORECASE)
-_DEFAULT_SELECT = ("id", "displayName", "mail", "userPrincipalName")
+_DEFAULT_SELECT = (
+    "businessPhones", "displayName", "givenName", "jobTitle", "mail", "mobilePhone",
+    "officeLocation", "preferredLanguage", "surname", "userPrincipalName", "id",
+)  # fmt: skip  # Graph v1.0's default property set for users
+_ENABLED = re.compile(r"^\s*accountEnabled\s+eq\s+(true|false)\s*$", re.IGNORECASE)
+DEFAULT_PAGE = 100
+MAX_PAGE = 999
 
 
 def _graph_error(status: int, code: str, message: str) -> web.Response:
@@ -88,8 +97,19 @@ def _user_json(emulator: EmulatorState, user: EmulatedUser, select: list[str]) -
         "mail": user.mail,
         "userPrincipalName": user.username,
         "proxyAddresses": list(user.proxy_addresses),
+        "givenName": user.given_name,
+        "surname": user.surname,
+        "jobTitle": user.job_title,
+        "department": user.department,
+        "mobilePhone": user.mobile_phone,
+        "employeeId": user.employee_id,
+        "accountEnabled": user.account_enabled,
+        "businessPhones": [],
+        "officeLocation": None,
+        "preferredLanguage": None,
     }
-    return {key: full.get(key) for key in select if key in full}
+    # Graph answers null for a selected property the user does not have.
+    return {key: full.get(key) for key in select}
 
 
 def _select(request: web.Request) -> list[str]:
@@ -104,6 +124,13 @@ async def handle_users(emulator: EmulatorState, request: web.Request) -> web.Res
     if denied is not None:
         return denied
     expression = request.query.get("$filter", "")
+    enabled = _ENABLED.fullmatch(expression)
+    if not expression or enabled:
+        wanted = None if enabled is None else enabled.group(1).lower() == "true"
+        users = [
+            u for u in emulator.directory.users if wanted is None or u.account_enabled is wanted
+        ]
+        return _page(emulator, request, users, f"{GRAPH_AUDIENCE}/v1.0/$metadata#users")
     eq = [(field.lower(), _unquote(value).lower()) for field, value in _EQ.findall(expression)]
     proxies = [_unquote(value).lower() for _, value in _ANY.findall(expression)]
     if not eq and not proxies:
@@ -130,6 +157,57 @@ async def handle_users(emulator: EmulatorState, request: web.Request) -> web.Res
     if request.query.get("$count") == "true":
         body["@odata.count"] = len(matches)
     body["value"] = matches
+    return web.json_response(body)
+
+
+async def handle_group_members(emulator: EmulatorState, request: web.Request) -> web.Response:
+    """`GET /v1.0/groups/{id}/members` (and its `/microsoft.graph.user` cast): paged members."""
+    emulator.requests_by_kind["graph"] += 1
+    denied = _unauthorized(emulator, request)
+    if denied is not None:
+        return denied
+    group = request.match_info["group_id"].lower()
+    members = [u for u in emulator.directory.users if group in (g.lower() for g in u.groups)]
+    if not members:
+        return _graph_error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{group}' does not exist or one of its queried reference-property "
+            "objects are not present.",
+        )
+    context = f"{GRAPH_AUDIENCE}/v1.0/$metadata#directoryObjects"
+    return _page(emulator, request, members, context, odata_type=True)
+
+
+def _page(
+    emulator: EmulatorState,
+    request: web.Request,
+    users: list[EmulatedUser],
+    context: str,
+    *,
+    odata_type: bool = False,
+) -> web.Response:
+    """One page of `users`, with `@odata.nextLink` when more follow (an opaque $skiptoken)."""
+    try:
+        top = min(int(request.query.get("$top", DEFAULT_PAGE)), MAX_PAGE)
+        start = int(request.query.get("$skiptoken", "0"), 16)
+    except ValueError:
+        return _graph_error(400, "Request_BadRequest", "Invalid $top or $skiptoken.")
+    if top < 1:
+        return _graph_error(400, "Request_BadRequest", "Invalid $top.")
+    select = _select(request)
+    values = []
+    for user in users[start : start + top]:
+        item = _user_json(emulator, user, select)
+        if odata_type:
+            item = {"@odata.type": "#microsoft.graph.user", **item}
+        values.append(item)
+    body: dict[str, Any] = {"@odata.context": context}
+    if start + top < len(users):
+        query = {k: v for k, v in request.query.items() if k != "$skiptoken"}
+        query["$skiptoken"] = format(start + top, "x")
+        body["@odata.nextLink"] = str(request.url.with_query(query))
+    body["value"] = values
     return web.json_response(body)
 
 
