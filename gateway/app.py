@@ -232,6 +232,8 @@ def _log_decision(
     source: str | None = None,
 ) -> None:
     """Exactly one `hook_decision` line per hook request; the username only redacted."""
+    if not decision_logger.isEnabledFor(logging.INFO):
+        return  # logging set to warning: skip redacting and building the record
     decision_logger.info(
         "hook_decision",
         extra={
