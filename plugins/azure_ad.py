@@ -331,21 +331,24 @@ class AzureAdSource(Source):
             return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
         return upns[0]
 
-    async def graph_token(self) -> str:
+    async def graph_token(self, *, refresh: bool = False) -> str:
         """An app-only Microsoft Graph token, shared through the token cache until near expiry.
 
         Concurrent misses in this process wait for one fetch instead of each asking Entra.
+        `refresh` skips the cache (Graph answered 401 to the cached token).
         """
         cache, parts = self.services.token_cache, (self.name, "graph")
-        token = await self.services.get_sealed(cache, parts)
+        token = None if refresh else await self.services.get_sealed(cache, parts)
         if token is not None:
             return token
         async with self._token_lock:
-            token = await self.services.get_sealed(cache, parts)
+            token = None if refresh else await self.services.get_sealed(cache, parts)
             if token is not None:
                 return token
-            graph_app = self._graph_app
-            assert graph_app is not None
+            if self._graph_app is None:
+                # Built on first use (an import lists users even when sign-ins resolve nothing).
+                self._graph_app = await run_sync(self._build_app, self._client_credential())
+            graph_app: msal.ConfidentialClientApplication = self._graph_app
             scopes = [f"{self.settings.graph_endpoint}/.default"]
 
             def fetch() -> dict[str, Any]:
