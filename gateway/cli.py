@@ -74,7 +74,25 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--port", type=int, default=8400)
     emulate.add_argument("--latency-ms", type=int, default=0)
     emulate.set_defaults(run=_emulate_entra)
+
+    emulate_okta = commands.add_parser("emulate-okta", help="run the bundled Okta API emulator")
+    emulate_okta.add_argument("--users", help="org file (YAML): users, groups, API tokens")
+    emulate_okta.add_argument("--host", default="127.0.0.1")
+    emulate_okta.add_argument("--port", type=int, default=8500)
+    emulate_okta.set_defaults(run=_emulate_okta)
     return parser
+
+
+def _emulate_okta(args: argparse.Namespace) -> int:
+    """Serve the Okta API emulator until interrupted; exit 2 on a bad org file."""
+    from gateway.emulators.okta import OrgFileError, serve
+
+    try:
+        serve(args.users, args.host, args.port)
+    except OrgFileError as err:
+        print(err, file=sys.stderr)
+        return 2
+    return 0
 
 
 def _load_or_report(path: str) -> GatewayConfig | None:

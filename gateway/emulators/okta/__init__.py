@@ -1,0 +1,56 @@
+"""Okta Management API emulator over plain HTTP on loopback, for the migration commands' tests.
+
+One module per endpoint family:
+
+* ``users``: ``/api/v1/users`` create (``activate``, ``credentials.password.hook``, ``groupIds``),
+  list (``limit``, ``after``, ``search``, ``filter``, ``q``; ``Link`` self/next), get by id or login,
+  partial update (POST), replace (PUT), delete;
+* ``lifecycle``: ``/api/v1/users/{id}/lifecycle/activate|deactivate`` (``sendEmail``; emails counted);
+* ``groups``: ``/api/v1/groups`` create/list/get/members, ``/api/v1/users/{id}/groups``;
+* ``inline_hooks`` / ``event_hooks``: hook management, event hook verification (the real GET);
+* ``oauth``: ``SSWS`` tokens and ``/oauth2/v1/token`` (private_key_jwt, signature verified);
+* ``gate``: per-bucket rate limits (``X-Rate-Limit-*``, 429 E0000047), concurrency limit, faults;
+* ``control`` / ``signin``: ``/_emulator/`` stats, reset, fault, limits, simulated sign-in;
+* ``state`` / ``models`` / ``directory`` / ``search`` / ``errors``: the org, its rules and shapes;
+* ``app``: ``create_app``, ``start_okta_emulator``, ``serve`` (``gateway emulate-okta``).
+
+Error objects, statuses and JSON shapes follow Okta's management OpenAPI spec (2026.06.3) and
+reference/okta-hooks.md §1-3; where Okta documents no wording, the module says so.
+"""
+
+from gateway.emulators.okta.app import RunningOktaEmulator, create_app, serve, start_okta_emulator
+from gateway.emulators.okta.directory import (
+    DEFAULT_API_TOKEN,
+    DEFAULT_OAUTH_CLIENT_ID,
+    OktaOrg,
+    OrgFileError,
+    SeedGroup,
+    SeedOAuthClient,
+    SeedUser,
+    load_org,
+)
+from gateway.emulators.okta.limits import BUCKETS, DEFAULT_LIMITS, FaultMode
+from gateway.emulators.okta.models import Credential, Status, UserRecord
+from gateway.emulators.okta.state import OktaEmulator
+
+__all__ = [
+    "BUCKETS",
+    "DEFAULT_API_TOKEN",
+    "DEFAULT_LIMITS",
+    "DEFAULT_OAUTH_CLIENT_ID",
+    "Credential",
+    "FaultMode",
+    "OktaEmulator",
+    "OktaOrg",
+    "OrgFileError",
+    "RunningOktaEmulator",
+    "SeedGroup",
+    "SeedOAuthClient",
+    "SeedUser",
+    "Status",
+    "UserRecord",
+    "create_app",
+    "load_org",
+    "serve",
+    "start_okta_emulator",
+]

@@ -1,0 +1,155 @@
+"""``POST /_emulator/users/{login}/sign-in``: a user's first sign-in, as Okta would run it.
+
+Without a body this simulates a successful sign-in: an imported credential (password hook or
+hash) becomes an Okta password, so ``credentials.provider`` flips from IMPORT to OKTA and
+``lastLogin`` is set. With ``{"password": "..."}`` and a hooked user, the emulator really calls
+the org's ACTIVE password import inline hook the way Okta does (reference/okta-hooks.md §1.2-1.5):
+HTTPS-shaped POST of the §1.3 payload with ``{login}`` as the typed username, the hook's auth and
+custom headers, a 3 s timeout, one retry after a timeout or 5xx (never after 2xx/4xx), redirects
+not followed; 200 with ``VERIFIED`` imports the password, anything else leaves the user on IMPORT.
+OAuth-authenticated hook channels are not emulated. The password is never stored or logged.
+
+Answer: 200 ``{"login", "result": "VERIFIED"|"UNVERIFIED"|"HOOK_ERROR", "reason", "provider"}``;
+404 for an unknown user; 409 when Okta would not let the user sign in at all (not ACTIVE, or no
+password of any kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any, Final
+
+import aiohttp
+from aiohttp import web
+
+from gateway.emulators.okta.inline_hooks import PASSWORD_IMPORT
+from gateway.emulators.okta.models import Credential, Status, iso, new_id
+from gateway.emulators.okta.state import EMULATOR_KEY, OktaEmulator
+from gateway.emulators.okta.wire import base_url
+
+__all__ = ["handle_sign_in"]
+
+SIGN_IN_URL: Final = "/idp/idx/challenge/answer"  # the Identity Engine endpoint that triggers it
+
+
+def _payload(emulator: OktaEmulator, hook_id: str, base: str, username: str, password: str) -> Any:
+    """The password import request body Okta sends (§1.3)."""
+    return {
+        "eventId": secrets.token_urlsafe(16),
+        "eventTime": iso(emulator.clock()),
+        "eventType": PASSWORD_IMPORT,
+        "eventTypeVersion": "1.0",
+        "contentType": "application/json",
+        "cloudEventVersion": "0.1",
+        "source": f"{base}/api/v1/inlineHooks/{hook_id}",
+        "data": {
+            "context": {
+                "request": {
+                    "id": new_id("req"),
+                    "method": "POST",
+                    "url": {"value": SIGN_IN_URL},
+                    "ipAddress": "127.0.0.1",
+                },
+                "credential": {"username": username, "password": password},
+            },
+            "action": {"credential": "UNVERIFIED"},
+        },
+    }
+
+
+async def _call_hook_once(
+    session: aiohttp.ClientSession, config: dict[str, Any], body: bytes, seconds: float
+) -> tuple[str, str] | None:
+    """One hook call: (result, reason), or None after a timeout or 5xx (Okta retries those)."""
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    for item in config["headers"]:
+        headers[item["key"]] = item["value"]
+    scheme = config.get("authScheme")
+    if scheme:
+        headers[scheme["key"]] = scheme["value"]
+    try:
+        async with asyncio.timeout(seconds):
+            async with session.post(
+                config["uri"], data=body, headers=headers, allow_redirects=False
+            ) as resp:
+                if resp.status >= 500:
+                    return None
+                if resp.status == 204:
+                    return "UNVERIFIED", "hook_204"
+                if resp.status != 200:
+                    return "HOOK_ERROR", f"hook_http_{resp.status}"
+                answer = await resp.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError):
+        return None
+    except ValueError:
+        return "HOOK_ERROR", "hook_bad_json"
+    commands = answer.get("commands") if isinstance(answer, dict) else None
+    for command in commands if isinstance(commands, list) else []:
+        if isinstance(command, dict) and command.get("type") == "com.okta.action.update":
+            value = command.get("value")
+            credential = value.get("credential") if isinstance(value, dict) else None
+            if credential in ("VERIFIED", "UNVERIFIED"):
+                return credential, "hook_answer"
+    return "HOOK_ERROR", "hook_no_command"
+
+
+async def _through_hook(
+    emulator: OktaEmulator, base: str, username: str, password: str
+) -> tuple[str, str]:
+    """Run the org's active password import hook for one sign-in attempt."""
+    hook = next(
+        (
+            h
+            for h in emulator.inline_hooks.values()
+            if h["type"] == PASSWORD_IMPORT and h["status"] == "ACTIVE"
+        ),
+        None,
+    )
+    if hook is None:
+        return "HOOK_ERROR", "no_active_password_import_hook"
+    if hook["channel"]["type"] != "HTTP":
+        return "HOOK_ERROR", "oauth_hook_channel_not_emulated"
+    body = json.dumps(_payload(emulator, hook["id"], base, username, password)).encode()
+    async with aiohttp.ClientSession() as session:
+        for _ in range(2):  # the call and at most one retry
+            emulator.events["inline_hook_calls"] += 1
+            outcome = await _call_hook_once(
+                session, hook["channel"]["config"], body, emulator.hook_timeout
+            )
+            if outcome is not None:
+                return outcome
+    return "HOOK_ERROR", "hook_timeout_or_5xx"
+
+
+async def handle_sign_in(request: web.Request) -> web.Response:
+    """``POST /_emulator/users/{login}/sign-in`` with an optional ``{"password": ...}`` body."""
+    emulator = request.app[EMULATOR_KEY]
+    typed = request.match_info["login"]
+    user = emulator.find_user(typed)
+    if user is None:
+        return web.json_response({"error": "no such user"}, status=404)
+    if user.status is not Status.ACTIVE or user.credential is Credential.NONE:
+        return web.json_response(
+            {"error": f"a {user.status.value} user without a usable password cannot sign in"},
+            status=409,
+        )
+    password: str | None = None
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "body must be JSON"}, status=400)
+        raw = body.get("password") if isinstance(body, dict) else None
+        password = raw if isinstance(raw, str) else None
+    result, reason = "VERIFIED", "simulated"
+    if user.credential is Credential.HOOK and password is not None:
+        result, reason = await _through_hook(emulator, base_url(request), typed, password)
+    if result == "VERIFIED":
+        emulator.sign_in(user)
+    else:
+        emulator.events["sign_ins_failed"] += 1
+    return web.json_response(
+        {"login": user.login, "result": result, "reason": reason, "provider": user.provider}
+    )

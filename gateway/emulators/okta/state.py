@@ -1,0 +1,401 @@
+"""The emulated Okta org's state and rules, free of HTTP: users, groups, hooks, tokens, counters.
+
+Handlers (one module per endpoint family) parse requests and call into ``OktaEmulator``; the
+lifecycle rules live here so seeds, the API and the control plane all obey the same ones
+(OpenAPI ``activateUser``, ``deactivateUser``, ``deleteUser``; reference/okta-sdk-notes.md):
+
+* create with ``activate=true`` and a credential (password, hash or hook): ACTIVE, no email;
+  without a credential: PROVISIONED and an activation email (Okta mails a one-time token);
+* ``lifecycle/activate`` only from STAGED or DEPROVISIONED: with a credential ACTIVE, without one
+  PROVISIONED; ``sendEmail=true`` (the default) sends the activation email either way;
+* ``DELETE`` on a user that is not DEPROVISIONED deactivates it; a second DELETE removes it.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+from aiohttp import web
+
+from gateway.emulators.okta import errors
+from gateway.emulators.okta.directory import OktaOrg, OrgFileError, SeedOAuthClient
+from gateway.emulators.okta.limits import FaultMode, FaultPlan, RateLimiter
+from gateway.emulators.okta.models import (
+    Credential,
+    GroupRecord,
+    Status,
+    UserRecord,
+    new_id,
+    profile_problems,
+)
+
+__all__ = ["EMULATOR_KEY", "AccessToken", "OktaEmulator"]
+
+MAX_GROUP_IDS: Final = 20  # groupIds at creation (OpenAPI createUser, E0000093 past it)
+MAX_RECORDED_UPDATES: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    """An access token the org authorization server issued to a service app."""
+
+    client_id: str
+    scopes: frozenset[str]
+    expires_at: float
+
+
+class OktaEmulator:
+    """All state of one emulated org, its counters and its rate limiter."""
+
+    def __init__(self, org: OktaOrg, *, clock: Callable[[], float] = time.time) -> None:
+        self.org = org
+        self.clock = clock
+        self.limiter = RateLimiter(org.rate_limits, clock=clock)
+        self.concurrency_limit = org.concurrency_limit
+        self.fault = FaultPlan()
+        self.latency_ms = 0
+        self.hook_timeout = 3.0  # Okta's limit for inline hook calls and event hook verification
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self.requests_by_endpoint: Counter[str] = Counter()
+        self.responses_by_status: Counter[int] = Counter()
+        self.rate_limited_by_bucket: Counter[str] = Counter()
+        self.concurrency_rejections = 0
+        self.faults_injected: Counter[str] = Counter()
+        self.events: Counter[str] = Counter()  # users_created, users_activated, ...
+        self.activation_emails: Counter[str] = Counter()  # login -> emails that would be sent
+        self.deactivation_emails: Counter[str] = Counter()
+        self.profile_updates: list[dict[str, Any]] = []  # {"id", "method", "attributes"}
+        self._load(org)
+
+    # -- seeding and reset ------------------------------------------------------------------
+    def _load(self, org: OktaOrg) -> None:
+        """(Re)build every store from the org file."""
+        self.users: dict[str, UserRecord] = {}
+        self._by_login: dict[str, str] = {}
+        self._seq_of: dict[str, int] = {}  # kept after deletion so an ``after`` cursor still works
+        self._order: list[int] = []
+        self._by_seq: dict[int, UserRecord] = {}
+        self._next_seq = 0
+        self.groups: dict[str, GroupRecord] = {}
+        self.inline_hooks: dict[str, dict[str, Any]] = {}
+        self.event_hooks: dict[str, dict[str, Any]] = {}
+        self.access_tokens: dict[str, AccessToken] = {}
+        self.used_assertion_ids: dict[str, float] = {}
+        self.api_tokens = frozenset(org.api_tokens)
+        self.oauth_clients: dict[str, SeedOAuthClient] = {c.client_id: c for c in org.oauth_clients}
+        self.custom_attributes = frozenset(org.custom_attributes)
+        for seed_group in org.groups:
+            self.add_group(seed_group.name, seed_group.description, group_id=seed_group.id)
+        names = {group.name: group.id for group in self.groups.values()}
+        for index, seed in enumerate(org.users):
+            group_ids = [names.get(ref, ref) for ref in seed.groups]
+            try:
+                self._check_groups(group_ids)
+                self.validate_profile(seed.profile)
+            except errors.OktaApiError as err:
+                raise OrgFileError(
+                    f"users[{index}]: {'; '.join(err.causes) or err.summary}"
+                ) from None
+            user = self._insert(seed.profile, Credential(seed.credential), seed.id)
+            self.add_memberships(user, group_ids)
+            if seed.status != "STAGED":
+                self._set_status(user, Status(seed.status))
+
+    def reset_counters(self) -> None:
+        """Zero every counter and rate-limit window (users, hooks and settings stay)."""
+        for counter in (
+            self.requests_by_endpoint,
+            self.responses_by_status,
+            self.rate_limited_by_bucket,
+            self.faults_injected,
+            self.events,
+            self.activation_emails,
+            self.deactivation_emails,
+        ):
+            counter.clear()
+        self.profile_updates.clear()
+        self.concurrency_rejections = 0
+        self.peak_in_flight = self.in_flight
+        self.limiter.reset()
+
+    def reset_all(self) -> None:
+        """Back to the org file: counters zeroed; users, groups, hooks, tokens as seeded."""
+        self.reset_counters()
+        self.fault = FaultPlan()
+        self.latency_ms = 0
+        self._load(self.org)
+
+    def set_fault(
+        self,
+        mode: FaultMode,
+        rate: float = 1.0,
+        retry_after: int = 1,
+        buckets: Iterable[str] = (),
+        latency_ms: int | None = None,
+    ) -> None:
+        """Inject an outage on API requests; ``latency_ms=None`` keeps the current latency."""
+        self.fault = FaultPlan.build(mode, rate, retry_after, buckets)
+        if latency_ms is not None:
+            if latency_ms < 0:
+                raise ValueError("latency_ms must be >= 0")
+            self.latency_ms = latency_ms
+
+    def set_limits(
+        self,
+        limits: dict[str, int | None],
+        *,
+        concurrency_limit: int | Literal["keep"] | None = "keep",
+    ) -> None:
+        """Change per-bucket per-minute limits (None = unlimited) and optionally the concurrency cap."""
+        self.limiter.set_limits(limits)
+        if concurrency_limit != "keep":
+            if concurrency_limit is not None and concurrency_limit < 1:
+                raise ValueError("concurrency_limit must be >= 1 or None")
+            self.concurrency_limit = concurrency_limit
+
+    # -- users ------------------------------------------------------------------------------
+    def validate_profile(self, profile: dict[str, Any], *, user_id: str | None = None) -> None:
+        """Okta's default profile schema: required attributes, email-shaped login, unique login."""
+        causes = profile_problems(profile, self.custom_attributes)
+        login = profile.get("login")
+        if isinstance(login, str) and login:
+            existing = self._by_login.get(login.casefold())
+            if existing is not None and existing != user_id:
+                causes.append(("login", errors.DUPLICATE_LOGIN_CAUSE))
+        if causes:
+            raise errors.validation_failed(causes[0][0], *(cause for _, cause in causes))
+
+    def _insert(
+        self, profile: dict[str, Any], credential: Credential, user_id: str | None = None
+    ) -> UserRecord:
+        """Store a new STAGED user (profile already validated)."""
+        now = self.clock()
+        user = UserRecord(
+            id=user_id or new_id("00u"),
+            seq=self._next_seq,
+            profile=dict(profile),
+            status=Status.STAGED,
+            credential=credential,
+            created=now,
+            last_updated=now,
+            password_changed=now if credential is not Credential.NONE else None,
+        )
+        self._next_seq += 1
+        self.users[user.id] = user
+        self._by_login[user.login.casefold()] = user.id
+        self._seq_of[user.id] = user.seq
+        self._order.append(user.seq)  # seqs only grow, so the list stays sorted
+        self._by_seq[user.seq] = user
+        return user
+
+    def create_user(
+        self,
+        profile: dict[str, Any],
+        credential: Credential,
+        *,
+        activate: bool,
+        group_ids: list[str],
+        recovery_question: str | None = None,
+    ) -> UserRecord:
+        """``POST /api/v1/users``: validate, store, join groups, activate if asked."""
+        if len(group_ids) > MAX_GROUP_IDS:
+            raise errors.OktaApiError(
+                400,
+                "E0000093",
+                "Target count limit exceeded",
+                ("The number of group targets is too large",),
+            )
+        self.validate_profile(profile)
+        self._check_groups(group_ids)
+        user = self._insert(profile, credential)
+        user.recovery_question = recovery_question
+        self.add_memberships(user, group_ids)
+        self.events["users_created"] += 1
+        if activate:
+            # Create-and-activate mails a token only when the user has no password to sign in with.
+            self.activate(user, send_email=credential is Credential.NONE)
+        return user
+
+    def find_user(self, id_or_login: str) -> UserRecord | None:
+        """By id, login (case-insensitive) or unambiguous login short name, as Okta resolves them."""
+        user = self.users.get(id_or_login)
+        if user is not None:
+            return user
+        by_login = self._by_login.get(id_or_login.casefold())
+        if by_login is not None:
+            return self.users[by_login]
+        if "@" in id_or_login:
+            return None
+        short = id_or_login.casefold()
+        matches = [u for u in self.users.values() if u.login.casefold().partition("@")[0] == short]
+        return matches[0] if len(matches) == 1 else None
+
+    def require_user(self, id_or_login: str) -> UserRecord:
+        """``find_user`` or 404 E0000007."""
+        user = self.find_user(id_or_login)
+        if user is None:
+            raise errors.not_found(id_or_login, "User")
+        return user
+
+    def cursor_seq(self, after: str) -> int:
+        """The creation position an ``after`` cursor (a user id) names; 400 for an unknown one."""
+        seq = self._seq_of.get(after)
+        if seq is None:
+            raise errors.validation_failed("after", "after: The cursor is not valid")
+        return seq
+
+    def users_after(self, seq: int) -> Iterator[UserRecord]:
+        """Users in creation order, starting after position ``seq`` (-1 = from the start)."""
+        start = bisect.bisect_right(self._order, seq)
+        for position in range(start, len(self._order)):
+            yield self._by_seq[self._order[position]]
+
+    def update_profile(
+        self, user: UserRecord, profile: dict[str, Any], *, replace: bool, method: str
+    ) -> None:
+        """Partial (POST: merge, ``null`` removes) or full (PUT: replace) profile update."""
+        if replace:
+            merged = dict(profile)
+        else:
+            merged = dict(user.profile)
+            for name, value in profile.items():
+                if value is None:
+                    merged.pop(name, None)
+                else:
+                    merged[name] = value
+        self.validate_profile(merged, user_id=user.id)
+        changed = sorted(
+            name
+            for name in set(merged) | set(user.profile)
+            if merged.get(name) != user.profile.get(name)
+        )
+        if len(self.profile_updates) < MAX_RECORDED_UPDATES:
+            self.profile_updates.append({"id": user.id, "method": method, "attributes": changed})
+        self._by_login.pop(user.login.casefold(), None)
+        user.profile = merged
+        self._by_login[user.login.casefold()] = user.id
+        user.last_updated = self.clock()
+        self.events["profile_updates"] += 1
+
+    def set_credential(self, user: UserRecord, credential: Credential) -> None:
+        """Replace the password credential (hook, hash or password); the provider follows."""
+        if credential is Credential.HOOK and user.credential is not Credential.HOOK:
+            self.events["hooks_set"] += 1
+        user.credential = credential
+        user.password_changed = user.last_updated = self.clock()
+
+    def _set_status(self, user: UserRecord, status: Status) -> None:
+        """Move to ``status`` with Okta's timestamps."""
+        now = self.clock()
+        user.status = status
+        user.status_changed = user.last_updated = now
+        if status in (Status.ACTIVE, Status.PROVISIONED):
+            user.activated = now
+
+    def activate(self, user: UserRecord, *, send_email: bool) -> None:
+        """STAGED/DEPROVISIONED -> ACTIVE (credential) or PROVISIONED (none); else 403 E0000016."""
+        if user.status not in (Status.STAGED, Status.DEPROVISIONED):
+            raise errors.already_active()
+        has_credential = user.credential is not Credential.NONE
+        self._set_status(user, Status.ACTIVE if has_credential else Status.PROVISIONED)
+        self.events["users_activated" if has_credential else "users_provisioned"] += 1
+        if send_email:
+            self.activation_emails[user.login] += 1
+
+    def deactivate(self, user: UserRecord, *, send_email: bool) -> None:
+        """Any status -> DEPROVISIONED (a no-op when already there)."""
+        if user.status is Status.DEPROVISIONED:
+            return
+        self._set_status(user, Status.DEPROVISIONED)
+        self.events["users_deactivated"] += 1
+        if send_email:
+            self.deactivation_emails[user.login] += 1
+
+    def delete(self, user: UserRecord) -> None:
+        """Remove a DEPROVISIONED user and its memberships (the cursor position is kept)."""
+        del self.users[user.id]
+        self._by_login.pop(user.login.casefold(), None)
+        del self._order[bisect.bisect_left(self._order, user.seq)]
+        del self._by_seq[user.seq]
+        for group_id in user.group_ids:
+            group = self.groups.get(group_id)
+            if group is not None:
+                group.member_ids.discard(user.id)
+        self.events["users_deleted"] += 1
+
+    def sign_in(self, user: UserRecord) -> None:
+        """A successful first sign-in: an imported credential becomes an Okta password."""
+        if user.credential in (Credential.HOOK, Credential.HASH):
+            user.credential = Credential.PASSWORD
+            user.password_changed = self.clock()
+            self.events["passwords_imported"] += 1
+        user.last_login = user.last_updated = self.clock()
+        self.events["sign_ins"] += 1
+
+    # -- groups -----------------------------------------------------------------------------
+    def add_group(
+        self, name: str, description: str | None = None, *, group_id: str | None = None
+    ) -> GroupRecord:
+        """Create an ``OKTA_GROUP``."""
+        now = self.clock()
+        group = GroupRecord(group_id or new_id("00g"), name, description, now, now, now)
+        self.groups[group.id] = group
+        return group
+
+    def _check_groups(self, group_ids: list[str]) -> None:
+        """Every ``groupIds`` entry must exist (404 E0000007 otherwise)."""
+        for group_id in group_ids:
+            if group_id not in self.groups:
+                raise errors.not_found(group_id, "UserGroup")
+
+    def add_memberships(self, user: UserRecord, group_ids: list[str]) -> None:
+        """Record memberships on both sides."""
+        now = self.clock()
+        for group_id in dict.fromkeys(group_ids):
+            group = self.groups[group_id]
+            group.member_ids.add(user.id)
+            group.last_membership_updated = now
+            if group_id not in user.group_ids:
+                user.group_ids.append(group_id)
+
+    # -- stats ------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Counters, settings and a census of users, as JSON-ready data."""
+        by_status = Counter(user.status.value for user in self.users.values())
+        by_provider = Counter(user.provider for user in self.users.values())
+        return {
+            "requests_by_endpoint": dict(self.requests_by_endpoint),
+            "requests_total": sum(self.requests_by_endpoint.values()),
+            "responses_by_status": {str(k): v for k, v in sorted(self.responses_by_status.items())},
+            "rate_limited_by_bucket": dict(self.rate_limited_by_bucket),
+            "rate_limited_total": sum(self.rate_limited_by_bucket.values()),
+            "http_429_total": self.responses_by_status[429],  # buckets, concurrency and faults
+            "concurrency_rejections": self.concurrency_rejections,
+            "faults_injected": dict(self.faults_injected),
+            "events": dict(self.events),
+            "activation_emails": dict(self.activation_emails),
+            "activation_emails_total": sum(self.activation_emails.values()),
+            "deactivation_emails_total": sum(self.deactivation_emails.values()),
+            "profile_updates": len(self.profile_updates),
+            "users": len(self.users),
+            "users_by_status": dict(by_status),
+            "users_by_provider": dict(by_provider),
+            "groups": len(self.groups),
+            "inline_hooks": len(self.inline_hooks),
+            "event_hooks": len(self.event_hooks),
+            "in_flight": self.in_flight,
+            "peak_in_flight": self.peak_in_flight,
+            "rate_limits": dict(self.limiter.limits),
+            "concurrency_limit": self.concurrency_limit,
+            "fault": self.fault.to_json(),
+            "latency_ms": self.latency_ms,
+        }
+
+
+EMULATOR_KEY: Final = web.AppKey("okta_emulator", OktaEmulator)

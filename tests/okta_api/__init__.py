@@ -1,0 +1,1 @@
+"""Tests of the Okta Management API client against the Okta emulator."""
