@@ -94,7 +94,7 @@ def _figures(group: LoadGroup, window: Window) -> dict[str, float | int]:
         "answers/s": len(lat) / window.seconds,
         "p50 ms": percentile(lat, 0.50) * 1000,
         "p99 ms": percentile(lat, 0.99) * 1000,
-        "gateway CPU %": window.gateway_cpu / window.seconds * 100,
+        "gateway CPU %": window.server_cpu / window.seconds * 100,
         "non-200": group.non_200,
         "wrong": group.wrong,
     }

@@ -17,6 +17,7 @@ from typing import IO
 import aiohttp
 
 from bench.emulator import URL_PREFIX
+from bench.hook_server import SERVER_URL_PREFIX
 
 ROOT = Path(__file__).resolve().parent.parent  # children run from the checkout, like `make`
 _PR_SET_PDEATHSIG = 1
@@ -113,6 +114,23 @@ async def spawn(name: str, args: list[str], workdir: Path, *, stdout: int | None
     return Child(name, process, log_path, log_file)
 
 
+async def _await_ready_line(child: Child, prefix: str) -> str:
+    """What follows `prefix` on the first stdout line of `child` that starts with it."""
+    try:
+        assert child.process.stdout is not None
+        async with asyncio.timeout(120):
+            while True:
+                line = await child.process.stdout.readline()
+                if not line:
+                    raise RuntimeError(f"{child.name} exited before serving:\n{child.log_tail()}")
+                text = line.decode().strip()
+                if text.startswith(prefix):
+                    return text.removeprefix(prefix)
+    except BaseException:
+        await child.stop()
+        raise
+
+
 async def start_emulator_process(
     name: str, workdir: Path, *, domain: str, users: int, mfa_users: int, latency_ms: int
 ) -> tuple[Child, str]:
@@ -120,19 +138,17 @@ async def start_emulator_process(
     args = ["-m", "bench.emulator", "--domain", domain, "--users", str(users)]
     args += ["--mfa-users", str(mfa_users), "--latency-ms", str(latency_ms)]
     child = await spawn(name, args, workdir, stdout=asyncio.subprocess.PIPE)
-    try:
-        assert child.process.stdout is not None
-        async with asyncio.timeout(120):
-            while True:
-                line = await child.process.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"{name} exited before serving:\n{child.log_tail()}")
-                text = line.decode().strip()
-                if text.startswith(URL_PREFIX):
-                    return child, text.removeprefix(URL_PREFIX)
-    except BaseException:
-        await child.stop()
-        raise
+    return child, await _await_ready_line(child, URL_PREFIX)
+
+
+async def start_reference_process(
+    module: str, workdir: Path, authority: str, port: int
+) -> tuple[Child, str]:
+    """Start a reference hook server (`bench.peer`, `bench.floor`) and return it with its URL."""
+    name = module.rpartition(".")[2]
+    args = ["-m", module, "--authority", authority, "--port", str(port)]
+    child = await spawn(name, args, workdir, stdout=asyncio.subprocess.PIPE)
+    return child, await _await_ready_line(child, SERVER_URL_PREFIX)
 
 
 def free_port() -> int:

@@ -1,9 +1,21 @@
-"""`make bench` / `python -m bench.run`: the Performance issue's scenarios, one table row each.
+"""`make bench` / `python -m bench.run`: the gateway's speed, as ratios to two references.
 
-Each scenario starts the Entra emulator(s) and the gateway in their own processes (own process
-groups, killed on exit, Ctrl-C or error), then drives the hook from this process with exactly C
-requests in flight for a fixed window after a warm-up. Figures are for this machine only and are
-noisy when anything else runs on it (the load average at start is printed for that reason).
+Every scenario starts the Entra emulator(s) and the server under test in their own processes
+(own process groups, killed on exit, Ctrl-C or error), then drives the Okta hook from this
+process with exactly C requests in flight for a fixed window after a warm-up.
+
+Scenario (a), C=75 and L=150 ms with fresh users, runs three servers with the same load, in
+interleaved rounds (gateway, peer, floor, gateway, peer, floor, ...):
+  gateway  `gateway serve`, default configuration (logging at warning: see --log-level);
+  peer     a typical hook sample: aiohttp + msal in a thread pool, msal's defaults (bench.peer);
+  floor    one aiohttp POST to the token endpoint per hook call, nothing else (bench.floor).
+Each figure of (a) is printed with its ratio to the peer and to the floor (median of the
+per-round ratios), and (a)'s targets are ratios to the floor, which travel between machines.
+Scenarios (b)-(e) run the gateway alone against absolute targets (see the README).
+
+Absolute figures are for this machine only, and noisy when anything else runs on it (the load
+average at start is printed for that reason). Exit status: 0 when every target is met, 1 when
+one is not, 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -14,11 +26,13 @@ import base64
 import contextlib
 import json
 import math
+import os
 import secrets
 import signal
+import statistics
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -29,15 +43,28 @@ import aiohttp
 import yaml
 
 from bench import procs
+from bench.hook_server import HOOK_PATH
 from bench.load import LoadGroup, RequestSource, client_session, percentile
 from bench.users import FreshUsers, HotUsers, users_needed
 from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 
-HOOK_PATH = "/okta/password-import"
 SCENARIOS = ("a", "b", "c", "d", "e")
-DEFAULT_DURATION = {"a": 20.0, "b": 20.0, "c": 15.0, "e": 15.0}
+DEFAULT_SECONDS = {"a": 15.0, "b": 20.0, "c": 15.0, "e": 15.0}
 D_CAP_SECONDS = 600.0  # scenario d runs until its users are done, at most this long
+DEFAULT_ROUNDS = 3
+GATEWAY, PEER, FLOOR = "gateway", "peer", "floor"
+SERVERS = (GATEWAY, PEER, FLOOR)
+REFERENCE_MODULES = {PEER: "bench.peer", FLOOR: "bench.floor"}
+# (a)'s targets: the gateway's figure divided by the floor's, median over the rounds.
+RATIO_TARGETS: dict[str, tuple[str, float]] = {
+    "cpu_ms_per_verification": ("<=", 1.15),
+    "p99_overhead_ms": ("<=", 1.30),
+    "efficiency": (">=", 0.97),
+}
 REDIS_URL: str | None = None  # --redis: run the gateway with the shared Redis backend
+# --log-level: the gateway's logging.level. Warning by default: at info (the gateway's default)
+# it writes one hook_decision line per call, which the references have no counterpart for.
+LOG_LEVEL = "warning"
 
 
 @dataclass(frozen=True)
@@ -53,12 +80,13 @@ class EmulatorSpec:
 
 @dataclass
 class Env:
-    """A running gateway (and its emulators) for one scenario."""
+    """A running server under test (and its emulators) for one scenario."""
 
     url: str
     headers: dict[str, str]
-    gateway: procs.Child
+    server: procs.Child
     emulators: list[procs.Child]
+    kind: str = GATEWAY
 
 
 @dataclass
@@ -67,11 +95,12 @@ class Window:
 
     start: float
     end: float
-    gateway_cpu: float
+    server_cpu: float
     emulator_cpu: float
     loadgen_cpu: float
     hwm_mb: float
     rss_mb: float
+    loadavg: float = math.nan  # 1-minute load average at the end: others' load shows here
 
     @property
     def seconds(self) -> float:
@@ -81,9 +110,11 @@ class Window:
 
 @dataclass
 class Row:
-    """One table row."""
+    """One table row: one server, one scenario, one round."""
 
     scenario: str
+    server: str
+    round: int | None
     concurrency: int
     latency_ms: int
     seconds: float
@@ -94,16 +125,36 @@ class Row:
     p99_ms: float
     p99_overhead_ms: float
     efficiency: float
-    gateway_cpu_ms_per_verification: float
-    gateway_cpu_percent: float
+    cpu_ms_per_verification: float
+    server_cpu_percent: float
     emulator_cpu_percent: float
     loadgen_cpu_percent: float
-    gateway_hwm_mb: float
-    gateway_rss_mb: float
+    server_hwm_mb: float
+    server_rss_mb: float
     non_200: int
     wrong: int
     targets: dict[str, bool] = field(default_factory=dict)
     notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """What the first column shows."""
+        if self.round is not None:  # (a): three servers, several rounds
+            return f"{self.scenario} {self.server} r{self.round}"
+        return self.scenario if self.server == GATEWAY else f"{self.scenario} {self.server}"
+
+
+@dataclass
+class Comparison:
+    """(a)'s summary: medians per server, ratios to each reference, the ratio targets."""
+
+    scenario: str
+    rounds: int
+    medians: dict[str, dict[str, float]]  # server -> figure -> median over rounds
+    ratios: dict[str, dict[str, float]]  # reference -> figure -> median of per-round ratios
+    round_ratios: dict[str, dict[str, list[float]]]  # reference -> figure -> one per round
+    targets: dict[str, bool] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 def _gateway_config(
@@ -128,7 +179,7 @@ def _gateway_config(
         "budget_seconds": 2.5,
         "sources": sources,
         "routes": routes,
-        "logging": {"level": "warning", "format": "json"},
+        "logging": {"level": LOG_LEVEL, "format": "json"},
     }
     if REDIS_URL is not None:
         config["cache"] = {
@@ -146,8 +197,11 @@ def _write_private(path: Path, text: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def environment(specs: Sequence[EmulatorSpec]) -> AsyncIterator[Env]:
-    """Emulator processes, then the gateway process configured for them; all stopped at exit."""
+async def environment(specs: Sequence[EmulatorSpec], kind: str = GATEWAY) -> AsyncIterator[Env]:
+    """Emulator processes, then the server under test for them; all stopped at exit.
+
+    `kind` is the gateway (`gateway serve`, any number of emulators) or a reference (one).
+    """
     children: list[procs.Child] = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-") as tmp:
         workdir = Path(tmp)
@@ -165,16 +219,24 @@ async def environment(specs: Sequence[EmulatorSpec]) -> AsyncIterator[Env]:
                 children.append(child)
                 urls.append(url)
             port = procs.free_port()
+            # Every server gets the same headers, so every request is byte-for-byte the same;
+            # the references do not check the secret.
             secret = (
                 "Basic " + base64.b64encode(b"bench:" + secrets.token_hex(16).encode()).decode()
             )
-            config_path = workdir / "gateway.yaml"
-            _write_private(config_path, _gateway_config(specs, urls, port, secret))
-            base = f"http://127.0.0.1:{port}"
-            gateway = await procs.start_gateway_process(workdir, config_path, base)
-            children.append(gateway)
             headers = {"Authorization": secret, "Content-Type": "application/json"}
-            yield Env(base + HOOK_PATH, headers, gateway, children[:-1])
+            if kind == GATEWAY:
+                config_path = workdir / "gateway.yaml"
+                _write_private(config_path, _gateway_config(specs, urls, port, secret))
+                base = f"http://127.0.0.1:{port}"
+                server = await procs.start_gateway_process(workdir, config_path, base)
+            else:
+                (url,) = urls
+                server, base = await procs.start_reference_process(
+                    REFERENCE_MODULES[kind], workdir, url, port
+                )
+            children.append(server)
+            yield Env(base + HOOK_PATH, headers, server, children[:-1], kind)
         finally:
             for child in reversed(children):
                 await child.stop()
@@ -193,7 +255,7 @@ async def measure(
         tasks = [asyncio.create_task(g.run(session, stop)) for g in groups]
         try:
             await asyncio.sleep(warmup)
-            gw0, emu0 = procs.cpu_seconds(env.gateway.pid), _emulator_cpu(env)
+            srv0, emu0 = procs.cpu_seconds(env.server.pid), _emulator_cpu(env)
             own0, start = procs.own_cpu_seconds(), perf_counter()
             for group in groups:
                 group.window_start = start
@@ -203,12 +265,13 @@ async def measure(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), duration)
             end = perf_counter()
-            gw1, emu1, own1 = (
-                procs.cpu_seconds(env.gateway.pid),
+            srv1, emu1, own1 = (
+                procs.cpu_seconds(env.server.pid),
                 _emulator_cpu(env),
                 procs.own_cpu_seconds(),
             )
-            hwm, rss = procs.memory_mb(env.gateway.pid)
+            hwm, rss = procs.memory_mb(env.server.pid)
+            loadavg = os.getloadavg()[0]
         finally:
             stop.set()
             _, pending = await asyncio.wait(tasks, timeout=20)
@@ -217,7 +280,7 @@ async def measure(
             for task in tasks:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-    return Window(start, end, gw1 - gw0, emu1 - emu0, own1 - own0, hwm, rss)
+    return Window(start, end, srv1 - srv0, emu1 - emu0, own1 - own0, hwm, rss, loadavg)
 
 
 async def verdict_cache_counts(env: Env) -> tuple[int | None, int | None]:
@@ -238,9 +301,15 @@ def _emulator_cpu(env: Env) -> float:
 
 
 def make_row(
-    name: str, group: LoadGroup, latency_ms: int, window: Window, answers_all: int | None = None
+    name: str,
+    group: LoadGroup,
+    latency_ms: int,
+    window: Window,
+    answers_all: int | None = None,
+    server: str = GATEWAY,
+    round_no: int | None = None,
 ) -> Row:
-    """Figures of one group over the window (gateway CPU shared by all answers in the window)."""
+    """Figures of one group over the window (server CPU shared by all answers in the window)."""
     lat = sorted(group.window(window.start, window.end))
     seconds = window.seconds
     throughput = len(lat) / seconds
@@ -248,6 +317,8 @@ def make_row(
     total = answers_all if answers_all is not None else len(lat)
     return Row(
         scenario=name,
+        server=server,
+        round=round_no,
         concurrency=group.concurrency,
         latency_ms=latency_ms,
         seconds=round(seconds, 2),
@@ -258,14 +329,15 @@ def make_row(
         p99_ms=p99,
         p99_overhead_ms=p99 - latency_ms,
         efficiency=throughput / (group.concurrency / (latency_ms / 1000)),
-        gateway_cpu_ms_per_verification=window.gateway_cpu / total * 1000 if total else math.nan,
-        gateway_cpu_percent=window.gateway_cpu / seconds * 100,
+        cpu_ms_per_verification=window.server_cpu / total * 1000 if total else math.nan,
+        server_cpu_percent=window.server_cpu / seconds * 100,
         emulator_cpu_percent=window.emulator_cpu / seconds * 100,
         loadgen_cpu_percent=window.loadgen_cpu / seconds * 100,
-        gateway_hwm_mb=window.hwm_mb,
-        gateway_rss_mb=window.rss_mb,
+        server_hwm_mb=window.hwm_mb,
+        server_rss_mb=window.rss_mb,
         non_200=group.non_200,
         wrong=group.wrong,
+        notes={"loadavg": round(window.loadavg, 2)},
     )
 
 
@@ -279,23 +351,137 @@ def _correct(row: Row) -> None:
     row.targets["wrong = 0"] = row.wrong == 0
 
 
-async def fresh_scenario(
-    name: str, concurrency: int, latency_ms: int, warmup: float, duration: float
+async def fresh_run(
+    name: str,
+    concurrency: int,
+    latency_ms: int,
+    warmup: float,
+    duration: float,
+    server: str = GATEWAY,
+    round_no: int | None = None,
 ) -> Row:
-    """(a)/(b): C workers, every request a user never used before in the run."""
+    """One server under C workers, every request a user never used before in the run."""
     normal, mfa = users_needed(_fresh_requests(concurrency, latency_ms, warmup + duration + 2))
     spec = EmulatorSpec("entra", "contoso.com", normal, mfa, latency_ms)
-    async with environment([spec]) as env:
+    async with environment([spec], server) as env:
         group = LoadGroup(name, env.url, env.headers, concurrency, FreshUsers(spec.domain))
         window = await measure(env, [group], warmup, duration)
-    row = make_row(name, group, latency_ms, window)
+    row = make_row(name, group, latency_ms, window, server=server, round_no=round_no)
     row.notes["users_in_directory"] = normal + mfa
-    if name == "a":
-        row.targets["efficiency >= 0.9"] = row.efficiency >= 0.9
-        row.targets["p99 overhead <= 30 ms"] = row.p99_overhead_ms <= 30
-        row.targets["gateway CPU <= 1 ms/verification"] = row.gateway_cpu_ms_per_verification <= 1
-    else:
-        row.targets["efficiency >= 0.8"] = row.efficiency >= 0.8
+    if group.transport_errors:
+        row.notes["transport_errors"] = group.transport_errors
+    return row
+
+
+RATIO_FIGURES = (
+    ("answers/s", "throughput", "{:.1f}"),
+    ("p50 ms", "p50_ms", "{:.1f}"),
+    ("p95 ms", "p95_ms", "{:.1f}"),
+    ("p99 ms", "p99_ms", "{:.1f}"),
+    ("p99 - L ms", "p99_overhead_ms", "{:.1f}"),
+    ("efficiency", "efficiency", "{:.3f}"),
+    ("CPU ms/verification", "cpu_ms_per_verification", "{:.2f}"),
+    ("CPU % of one core", "server_cpu_percent", "{:.0f}"),
+    ("RSS MB", "server_rss_mb", "{:.1f}"),
+)
+
+
+def compare(rows: Sequence[Row], scenario: str) -> Comparison:
+    """Medians per server and, per reference, the median of the per-round ratios."""
+    by_round: dict[int, dict[str, Row]] = {}
+    for row in rows:
+        assert row.round is not None
+        by_round.setdefault(row.round, {})[row.server] = row
+    rounds = [r for _, r in sorted(by_round.items()) if all(s in r for s in SERVERS)]
+    medians = {
+        server: {key: statistics.median(getattr(r[server], key) for r in rounds)
+                 for _, key, _ in RATIO_FIGURES}
+        for server in SERVERS
+    }  # fmt: skip
+    round_ratios = {
+        ref: {key: [_ratio(getattr(r[GATEWAY], key), getattr(r[ref], key)) for r in rounds]
+              for _, key, _ in RATIO_FIGURES}
+        for ref in (PEER, FLOOR)
+    }  # fmt: skip
+    ratios = {
+        ref: {key: statistics.median(values) for key, values in figures.items()}
+        for ref, figures in round_ratios.items()
+    }
+    comparison = Comparison(scenario, len(rounds), medians, ratios, round_ratios)
+    for key, (op, limit) in RATIO_TARGETS.items():
+        value = ratios[FLOOR][key]
+        met = value <= limit if op == "<=" else value >= limit
+        comparison.targets[f"{_title(key)} {op} {limit:.2f}x floor"] = met
+    loads = [
+        row.notes["loadavg"] for row in rows if not math.isnan(row.notes.get("loadavg", math.nan))
+    ]
+    cores = len(os.sched_getaffinity(0))
+    if loads and statistics.median(loads) > cores:
+        comparison.notes.append(
+            f"load average {statistics.median(loads):.1f} on {cores} cores (median at the end of "
+            "each run): other processes competed for the CPU, which costs the server that needs "
+            "more of it most; run again on a quieter machine before trusting the ratios"
+        )
+    for row in rows:
+        if row.server != GATEWAY and (row.non_200 or row.wrong):
+            comparison.notes.append(
+                f"{row.label}: {row.non_200} non-200 and {row.wrong} wrong answers "
+                "(the reference failed some calls; its figures include those answers)"
+            )
+    return comparison
+
+
+def _ratio(value: float, reference: float) -> float:
+    return value / reference if reference else math.nan
+
+
+def _title(key: str) -> str:
+    return next(title for title, k, _ in RATIO_FIGURES if k == key)
+
+
+def format_comparison(comparison: Comparison) -> str:
+    """Medians, ratios to the peer and the floor, the per-round ratios to the floor, targets."""
+    head = (
+        f"({comparison.scenario}) median of {comparison.rounds} interleaved rounds "
+        f"(gateway, peer, floor); ratios are gateway / reference, median of the per-round ratios"
+    )
+    columns = (
+        f"    {'figure':<21}{'gateway':>10}{'peer':>10}{'floor':>10}{'/ peer':>9}{'/ floor':>9}"
+    )
+    lines = [head, columns]
+    for title, key, fmt in RATIO_FIGURES:
+        values = "".join(f"{fmt.format(comparison.medians[s][key]):>10}" for s in SERVERS)
+        ratios = "".join(f"{comparison.ratios[ref][key]:>8.2f}x" for ref in (PEER, FLOOR))
+        per_round = " ".join(f"{v:.2f}" for v in comparison.round_ratios[FLOOR][key])
+        target = RATIO_TARGETS.get(key)
+        mark = f"  target {target[0]} {target[1]:.2f}x" if target else ""
+        lines.append(f"    {title:<21}{values}{ratios}   (rounds / floor: {per_round}){mark}")
+    lines.extend(f"    note: {note}" for note in comparison.notes)
+    marks = [f"[{'PASS' if ok else 'FAIL'}] {name}" for name, ok in comparison.targets.items()]
+    lines.append("    " + "  ".join(marks))
+    return "\n".join(lines)
+
+
+async def reference_scenario(
+    warmup: float, duration: float, rounds: int, show: Callable[[Row], None]
+) -> tuple[list[Row], Comparison]:
+    """(a): gateway, peer and floor under the same load, interleaved, `rounds` times."""
+    rows: list[Row] = []
+    for round_no in range(1, rounds + 1):
+        for server in SERVERS:
+            print(f"# running (a) {server}, round {round_no}/{rounds} ...", file=sys.stderr)
+            row = await fresh_run("a", 75, 150, warmup, duration, server, round_no)
+            if server == GATEWAY:
+                _correct(row)
+            show(row)
+            rows.append(row)
+    return rows, compare(rows, "a")
+
+
+async def above_cap_scenario(warmup: float, duration: float) -> Row:
+    """(b): C=200, above Okta's concurrency cap."""
+    row = await fresh_run("b", 200, 150, warmup, duration)
+    row.targets["efficiency >= 0.8"] = row.efficiency >= 0.8
     _correct(row)
     return row
 
@@ -329,7 +515,7 @@ async def long_scenario(warmup: float, users: int, cap: float) -> Row:
     rss: dict[int, float] = {}
     done = asyncio.Event()
     async with environment([spec]) as env:
-        pid = env.gateway.pid
+        pid = env.server.pid
 
         def on_answer(group: LoadGroup) -> None:
             if group.answered in (checkpoint, users):
@@ -390,7 +576,7 @@ async def two_sources_scenario(warmup: float, duration: float) -> list[Row]:
 
 
 COLUMNS = (
-    ("scenario", "{:<13}", "scenario"),
+    ("scenario", "{:<16}", "label"),
     ("C", "{:>4}", "concurrency"),
     ("L ms", "{:>5}", "latency_ms"),
     ("secs", "{:>6.1f}", "seconds"),
@@ -401,9 +587,9 @@ COLUMNS = (
     ("p99", "{:>6.0f}", "p99_ms"),
     ("p99-L", "{:>6.0f}", "p99_overhead_ms"),
     ("eff", "{:>5.2f}", "efficiency"),
-    ("gwCPU ms/v", "{:>10.2f}", "gateway_cpu_ms_per_verification"),
-    ("HWM MB", "{:>7.1f}", "gateway_hwm_mb"),
-    ("RSS MB", "{:>7.1f}", "gateway_rss_mb"),
+    ("CPU ms/v", "{:>8.2f}", "cpu_ms_per_verification"),
+    ("HWM MB", "{:>7.1f}", "server_hwm_mb"),
+    ("RSS MB", "{:>7.1f}", "server_rss_mb"),
     ("non200", "{:>6}", "non_200"),
     ("wrong", "{:>5}", "wrong"),
 )
@@ -421,10 +607,10 @@ def header() -> str:
 
 def format_row(row: Row) -> str:
     """One table row, then its CPU shares and PASS/FAIL markers."""
-    values = asdict(row)
+    values = asdict(row) | {"label": row.label}
     line = " ".join(fmt.format(values[key]) for _, fmt, key in COLUMNS)
     cpu = (
-        f"    cpu (% of one core): gateway {row.gateway_cpu_percent:.0f}, "
+        f"    cpu (% of one core): {row.server} {row.server_cpu_percent:.0f}, "
         f"emulator(s) {row.emulator_cpu_percent:.0f}, load generator {row.loadgen_cpu_percent:.0f}"
     )
     lines = [line, cpu]
@@ -441,45 +627,87 @@ def _short(value: Any) -> str:
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
 
-async def run(args: argparse.Namespace) -> list[Row]:
+def _show(row: Row) -> None:
+    print(format_row(row), flush=True)
+
+
+async def run(args: argparse.Namespace) -> tuple[list[Row], list[Comparison]]:
     """Run the chosen scenarios in order, printing each row as it is measured."""
-    chosen = SCENARIOS if args.scenario == "all" else (args.scenario,)
     rows: list[Row] = []
+    comparisons: list[Comparison] = []
     print(header(), flush=True)
-    for name in chosen:
-        duration = args.duration if args.duration is not None else DEFAULT_DURATION.get(name)
+    for name in args.scenarios:
+        seconds = args.seconds if args.seconds is not None else DEFAULT_SECONDS.get(name, 0.0)
+        if name == "a":
+            new, comparison = await reference_scenario(args.warmup, seconds, args.rounds, _show)
+            rows.extend(new)
+            comparisons.append(comparison)
+            print(format_comparison(comparison), flush=True)
+            continue
         print(f"# running ({name}) ...", file=sys.stderr, flush=True)
-        if name in ("a", "b"):
-            new = [
-                await fresh_scenario(name, 75 if name == "a" else 200, 150, args.warmup, duration)
-            ]
+        if name == "b":
+            new = [await above_cap_scenario(args.warmup, seconds)]
         elif name == "c":
-            new = [await cache_scenario(args.warmup, duration)]
+            new = [await cache_scenario(args.warmup, seconds)]
         elif name == "d":
-            cap = args.duration if args.duration is not None else D_CAP_SECONDS
+            cap = args.seconds if args.seconds is not None else D_CAP_SECONDS
             new = [await long_scenario(args.warmup, args.d_users, cap)]
         else:
-            new = await two_sources_scenario(args.warmup, duration)
+            new = await two_sources_scenario(args.warmup, seconds)
         for row in new:
-            print(format_row(row), flush=True)
+            _show(row)
         rows.extend(new)
-    return rows
+    return rows, comparisons
+
+
+def _scenario_list(text: str) -> list[str]:
+    names = list(SCENARIOS) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(SCENARIOS)} or all")
+    return names
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--scenario", choices=[*SCENARIOS, "all"], default="all")
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
+        "--scenarios",
+        "--scenario",
+        type=_scenario_list,
+        default=list(SCENARIOS),
+        metavar="LIST",
+        help="comma-separated scenarios to run, e.g. a or a,c (default: all)",
+    )
+    parser.add_argument(
+        "--seconds",
         "--duration",
         type=float,
-        help="measured seconds per run (default: a/b 20, c 15, e 15 per phase; "
-        f"d runs until its users are done, at most {D_CAP_SECONDS:.0f} s, or this many)",
+        help="measured seconds per run (default: a 15 per server and round, b 20, c 15, "
+        f"e 15 per phase; d runs until its users are done, at most {D_CAP_SECONDS:.0f} s, "
+        "or this many)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"interleaved rounds of gateway, peer, floor in (a) (default {DEFAULT_ROUNDS})",
     )
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--d-users", type=int, default=100_000, help="distinct users of scenario d")
     parser.add_argument("--json", type=Path, help="also write the results to this file")
     parser.add_argument(
-        "--redis", metavar="URL", help="use cache.backend redis at URL (default: memory)"
+        "--redis", metavar="URL", help="run the gateway with cache.backend redis at URL"
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=LOG_LEVEL,
+        help="the gateway's logging.level (default warning; info writes the per-call "
+        "hook_decision line)",
     )
     return parser
 
@@ -490,31 +718,46 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: print the machine, run, print rows, write JSON; children never outlive it."""
-    args = _parser().parse_args(argv)
-    global REDIS_URL
-    REDIS_URL = args.redis
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    global REDIS_URL, LOG_LEVEL
+    REDIS_URL, LOG_LEVEL = args.redis, args.log_level
     machine = procs.machine()
     print(
         f"machine: nproc={machine['nproc']} cpu={machine['cpu_model']!r} "
         f"python={machine['python']} loadavg={machine['loadavg_at_start']}"
     )
-    print("(emulator, gateway and load generator share these cores; other load adds noise)")
+    print(
+        "(emulator, server under test and load generator share these cores; other load adds noise)"
+    )
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        rows = asyncio.run(run(args))
+        rows, comparisons = asyncio.run(run(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     finally:
         procs.kill_all()
-    failed = [f"{r.scenario}: {name}" for r in rows for name, ok in r.targets.items() if not ok]
-    passed = sum(len(r.targets) for r in rows) - len(failed)
-    print(f"targets: {passed} PASS, {len(failed)} FAIL" + "".join(f"\n  FAIL {f}" for f in failed))
+    failed = [f"{r.label}: {name}" for r in rows for name, ok in r.targets.items() if not ok]
+    failed += [
+        f"({c.scenario}) {name}" for c in comparisons for name, ok in c.targets.items() if not ok
+    ]
+    total = sum(len(r.targets) for r in rows) + sum(len(c.targets) for c in comparisons)
+    print(
+        f"targets: {total - len(failed)} PASS, {len(failed)} FAIL"
+        + "".join(f"\n  FAIL {f}" for f in failed)
+    )
     if args.json is not None:
-        payload = {"machine": machine, "results": [asdict(r) for r in rows]}
+        payload = {
+            "machine": machine,
+            "results": [asdict(r) for r in rows],
+            "comparisons": [asdict(c) for c in comparisons],
+        }
         args.json.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"results written to {args.json}")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -15,16 +15,16 @@ also
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import time
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, urlencode, urlsplit, urlunsplit
 from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 import certifi
-from cachetools import TLRUCache
 
 from plugins.sync_bridge import await_only, call_state
 
@@ -78,17 +78,20 @@ class EntraHttpClient:
         realm_cache_size: int,
     ) -> None:
         self._loopback = urlsplit(loopback_base) if loopback_base else None
+        # "http://127.0.0.1:8400": what replaces scheme and host of every URL in loopback mode.
+        self._loopback_origin = (
+            f"{self._loopback.scheme}://{self._loopback.netloc}" if self._loopback else None
+        )
         self._timeout = aiohttp.ClientTimeout(
             total=None, connect=connect_seconds, sock_read=read_seconds
         )
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}
-        self._realms: TLRUCache[str, HttpResponse] = TLRUCache(
-            maxsize=realm_cache_size,
-            ttu=lambda _key, _value, now: now + realm_cache_seconds,
-            timer=time.monotonic,
-        )
+        # domain -> (expires at, answer); a plain dict, read on every verification.
+        self._realms: dict[str, tuple[float, HttpResponse]] = {}
+        self._realm_seconds = realm_cache_seconds
+        self._realm_size = realm_cache_size
         self.upstream_requests = 0  # what verifications cost, for tests and benchmarks
 
     async def start(self) -> None:
@@ -139,7 +142,7 @@ class EntraHttpClient:
         body: bytes | None
         sent_headers = dict(headers or {})
         if isinstance(data, Mapping):
-            body = urlencode(data).encode("ascii")
+            body = form_urlencode(data).encode("ascii")
             sent_headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
         elif isinstance(data, str):
             body = data.encode("utf-8")
@@ -170,10 +173,8 @@ class EntraHttpClient:
     def _send(
         self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
     ) -> HttpResponse:
-        if self._loopback is not None:
-            parts = urlsplit(url)
-            base = self._loopback
-            url = urlunsplit((base.scheme, base.netloc, parts.path, parts.query, ""))
+        if self._loopback_origin is not None:
+            url = _with_origin(url, self._loopback_origin)
         self.upstream_requests += 1
         return await_only(self._request(method, url, body, _ascii_headers(headers)))
 
@@ -210,16 +211,62 @@ class EntraHttpClient:
         domain = raw_username.rpartition("@")[2].lower() if "@" in raw_username else ""
         cached = self._realms.get(domain) if domain else None
         if cached is not None:
-            return cached
+            if cached[0] > time.monotonic():
+                return cached[1]
+            del self._realms[domain]
         parts = urlsplit(url)
         safe_url = urlunsplit(
             (parts.scheme, parts.netloc, "/common/userrealm/" + quote(raw_username, safe="@"),
              "api-version=1.0", "")
         )  # fmt: skip
         response = self._send("GET", safe_url, None, headers)
-        if domain and response.status_code == 200:
-            self._realms[domain] = response
+        if domain and response.status_code == 200 and self._realm_seconds > 0:
+            self._remember_realm(domain, response)
         return response
+
+    def _remember_realm(self, domain: str, response: HttpResponse) -> None:
+        """Cache a realm answer; when full, expired entries go first, then the oldest."""
+        realms = self._realms
+        now = time.monotonic()
+        if domain not in realms and len(realms) >= self._realm_size:
+            for key in [k for k, (expires, _) in realms.items() if expires <= now]:
+                del realms[key]
+            while len(realms) >= self._realm_size:
+                del realms[next(iter(realms))]
+        realms[domain] = (now + self._realm_seconds, response)
+
+
+def _with_origin(url: str, origin: str) -> str:
+    """`url` with its scheme and host replaced by `origin`, path and query kept, no fragment.
+
+    The same result as `urlunsplit((scheme, netloc, path, query, ""))`, without its cost on
+    every request (`urlsplit` itself is memoised by the standard library).
+    """
+    parts = urlsplit(url)
+    path = parts.path
+    if path and path[0] != "/":
+        path = "/" + path
+    return f"{origin}{path}?{parts.query}" if parts.query else origin + path
+
+
+# Characters `quote_plus` never changes (urllib's always-safe set).
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*").fullmatch
+
+
+def _form_value(value: Any) -> str:
+    if isinstance(value, bytes):
+        return quote_plus(value)
+    text = value if isinstance(value, str) else str(value)
+    return text if _UNRESERVED(text) else quote_plus(text)
+
+
+def form_urlencode(data: Mapping[str, Any]) -> str:
+    """`urllib.parse.urlencode(data)` for a flat mapping, the same bytes, about twice as fast.
+
+    Most fields msal sends (client id, grant type, client info, many passwords) need no
+    quoting; the others go through `quote_plus`, exactly as `urlencode` sends them.
+    """
+    return "&".join(f"{_form_value(key)}={_form_value(value)}" for key, value in data.items())
 
 
 def _ascii_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
