@@ -1,13 +1,21 @@
-# Two commands on a fresh machine: `make demo` and `make test`. Each builds .venv if needed.
+# Two commands on a fresh machine: `make demo` and `make test`. Each builds .venv if needed;
+# `make test` also installs the servers the tests start (see `services`).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Programs the tests start, as program=Debian package: a real Redis (tests/redis_server.py) and
+# Prometheus with promtool (tests/deploy, deploy-check).
+SERVICES ?= redis-server=redis-server prometheus=prometheus promtool=prometheus \
+  pg_isready=postgresql-client pg_dump=postgresql-client pg_ctlcluster=postgresql
 
-.PHONY: demo test lint typecheck bench clean dashboard deploy-check
+.PHONY: demo test services lint typecheck bench clean dashboard deploy-check
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || \
+	  { echo "make needs Python 3.11+ as '$(PY)' (found: $$($(PY) -V 2>&1)); run: make PY=python3.11 ..." >&2; exit 1; }
+	@test -x $(BIN)/pip || { rm -rf $(VENV); $(PY) -m venv $(VENV) >/dev/null 2>&1; } || \
+	  { rm -rf $(VENV); echo "'$(PY) -m venv' does not work here; on Debian/Ubuntu run: apt-get install python3-venv" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
@@ -15,8 +23,34 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/python -m gateway.demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# pytest's own exit status is make's: 5 (no tests collected) fails like any other.
+test: services $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The tests start real servers. Missing ones are installed with apt-get when running as root;
+# otherwise this stops at once with the one command that installs them.
+services:
+	@missing=$$(for entry in $(SERVICES); do \
+	    command -v "$${entry%%=*}" >/dev/null 2>&1 || echo "$${entry#*=}"; \
+	  done | sort -u | tr '\n' ' '); \
+	missing=$${missing% }; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing $$missing (apt-get), which the tests start"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  for entry in $(SERVICES); do command -v "$${entry%%=*}" >/dev/null 2>&1 || \
+	    { echo "$${entry%%=*} is still not on PATH after installing $${entry#*=}" >&2; exit 1; }; done; \
+	else \
+	  echo "make test needs $$missing (Debian packages) on PATH: run 'sudo apt-get install -y $$missing', or run make as root to install them" >&2; \
+	  exit 1; \
+	fi
+	@# The ledger tests use the PostgreSQL on 127.0.0.1:5432 (trust auth for loopback, as on CI).
+	@pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; \
+	cluster=$$(pg_lsclusters --no-header 2>/dev/null | awk 'NR==1 {print $$1" "$$2}'); \
+	if [ -n "$$cluster" ] && [ "$$(id -u)" = 0 ]; then pg_ctlcluster --skip-systemctl-redirect $$cluster start; fi; \
+	pg_isready -q -h 127.0.0.1 -p 5432 -t 30 || \
+	  { echo "make test needs PostgreSQL on 127.0.0.1:5432: run 'sudo pg_ctlcluster <version> main start' (pg_lsclusters shows it)" >&2; exit 1; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway plugins tests bench
@@ -33,7 +67,7 @@ dashboard: $(STAMP)
 	$(BIN)/python deploy/grafana/dashboard.py
 
 # deploy/: lint and type-check the generator, the committed dashboard is current, alert rules pass.
-deploy-check: $(STAMP)
+deploy-check: services $(STAMP)
 	$(BIN)/ruff check deploy
 	$(BIN)/ruff format --check deploy
 	$(BIN)/mypy --strict deploy/grafana/dashboard.py

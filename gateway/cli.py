@@ -1,4 +1,4 @@
-"""Command line: `serve`, `reload`, `check-config`, `verify`, `emulate-entra` (python -m gateway)."""
+"""Command line: `serve`, `reload`, `check-config`, `healthcheck`, `verify`, `emulate-entra`."""
 
 from __future__ import annotations
 
@@ -7,21 +7,30 @@ import asyncio
 import contextlib
 import gc
 import getpass
+import http.client
 import json
 import logging
 import os
 import signal
 import ssl
 import sys
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 
 import aiohttp
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.app import create_app
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import (
+    ConfigError,
+    GatewayConfig,
+    ServerConfig,
+    load_config,
+    load_server_config,
+)
 from gateway.logs import configure_logging
+from gateway.migrate.cli import add_migrate_parser
 from gateway.runtime import reload_on_sighup
 from plugins.base import Result
 from plugins.registry import source_class
@@ -57,6 +66,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(run=_check_config)
 
+    health = commands.add_parser(
+        "healthcheck",
+        help="probe the gateway this config describes (GET /healthz); exit 0 healthy, 1 not",
+    )
+    health.add_argument("-c", "--config", required=True)
+    health.add_argument("--timeout", type=float, default=2.0, help="seconds (default 2)")
+    health.set_defaults(run=_healthcheck)
+
     verify = commands.add_parser(
         "verify", help="check one user's password against one source (prompts for the password)"
     )
@@ -74,6 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     emulate.add_argument("--port", type=int, default=8400)
     emulate.add_argument("--latency-ms", type=int, default=0)
     emulate.set_defaults(run=_emulate_entra)
+
+    add_migrate_parser(commands)
 
     emulate_okta = commands.add_parser("emulate-okta", help="run the bundled Okta API emulator")
     emulate_okta.add_argument("--users", help="org file (YAML): users, groups, API tokens")
@@ -137,17 +156,7 @@ def _serve(args: argparse.Namespace) -> int:
     app.on_startup.append(_tune_garbage_collector)
     app.on_startup.append(reload_on_sighup)
     with _pid_file(config.server.pid_file):
-        web.run_app(
-            app,
-            loop=_new_event_loop(),
-            host=config.server.host,
-            port=config.server.port,
-            ssl_context=ssl_context,
-            shutdown_timeout=config.server.shutdown_grace_seconds,
-            access_log=None,  # the hook_decision line is the access log; paths say nothing
-            print=None,
-        )
-    return 0
+        return _run_until_stopped(app, config, ssl_context)
 
 
 @contextlib.contextmanager
@@ -212,6 +221,190 @@ async def _post_reload(config: GatewayConfig) -> int:
     return 0 if answer.get("result") == "success" else 1
 
 
+def _run_until_stopped(
+    app: web.Application, config: GatewayConfig, ssl_context: ssl.SSLContext | None
+) -> int:
+    """Serve on the configured address until SIGTERM or SIGINT; exit status 0 after a drain."""
+    with asyncio.Runner(loop_factory=_new_event_loop) as runner:
+        return runner.run(_serve_until_signalled(app, config, ssl_context))
+
+
+async def _serve_until_signalled(
+    app: web.Application, config: GatewayConfig, ssl_context: ssl.SSLContext | None
+) -> int:
+    """Start the app and its listener, wait for a stop signal, then drain (see `_Drain`)."""
+    server = config.server
+    drain = _Drain()
+    drain.attach(app)
+    loop = asyncio.get_running_loop()
+    # Signals: SIGTERM (docker stop, Kubernetes) and SIGINT (Ctrl-C) drain and stop.
+    for signum in _STOP_SIGNALS:
+        loop.add_signal_handler(signum, drain.begin, signum)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,  # the hook_decision line is the access log; paths say nothing
+        keepalive_timeout=75.0,
+        shutdown_timeout=server.shutdown_grace_seconds,
+    )
+    try:
+        await runner.setup()
+        if not drain.stopping:  # a signal during start-up stops before listening
+            site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)
+            try:
+                await site.start()
+            except OSError as err:
+                logger.error(
+                    "cannot listen",
+                    extra={"host": server.host, "port": server.port, "error": err.strerror},
+                )
+                return 1
+            logger.info(
+                "listening",
+                extra={
+                    "scheme": "https" if ssl_context is not None else "http",
+                    "host": server.host,
+                    "port": server.port,
+                    "hook_path": config.okta.hook_path,
+                },
+            )
+        await drain.requested.wait()
+    finally:
+        # Stops accepting, closes idle connections, waits up to shutdown_grace_seconds for
+        # running handlers (then cancels them), and only then closes sources and shared state.
+        await runner.cleanup()
+        for signum in _STOP_SIGNALS:
+            loop.remove_signal_handler(signum)
+    drain.log_stopped()
+    return 0
+
+
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class _Drain:
+    """A stop signal: answer what is in flight, with `Connection: close`, and count it.
+
+    aiohttp's shutdown closes the listener and idle connections and waits for running handlers,
+    but the answers it lets through still look reusable: a kept-alive client (Okta, a load
+    balancer) then sends its next request into a connection that is being closed and gets an
+    EOF. Every response started after the signal says `Connection: close`, so the client opens
+    a new connection instead: refused here, so it goes to another replica.
+    """
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.signal_name = ""
+        self.began = 0.0
+        self.in_flight = 0
+        self.drained = 0  # in flight at the signal, answered afterwards
+        self.abandoned = 0  # still running when the grace period ended, cancelled
+
+    @property
+    def stopping(self) -> bool:
+        """True once a stop signal has arrived."""
+        return self.requested.is_set()
+
+    def begin(self, signum: int) -> None:
+        """Signal handler: start stopping (a second signal changes nothing)."""
+        if not self.stopping:
+            self.signal_name = signal.Signals(signum).name
+            self.began = time.monotonic()
+            self.requested.set()
+
+    def attach(self, app: web.Application) -> None:
+        """Count the app's requests and mark its responses during a drain."""
+
+        @web.middleware
+        async def count(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            self.in_flight += 1
+            cancelled = False
+            try:
+                return await handler(request)
+            except asyncio.CancelledError:
+                cancelled = True
+                raise
+            finally:
+                self.in_flight -= 1
+                if self.stopping:
+                    if cancelled:
+                        self.abandoned += 1
+                    else:
+                        self.drained += 1
+
+        app.middlewares.append(count)
+        app.on_response_prepare.append(self._close_connection)
+
+    async def _close_connection(self, request: web.Request, response: web.StreamResponse) -> None:
+        if self.stopping:
+            response.force_close()  # aiohttp closes the connection after this response
+            response.headers[hdrs.CONNECTION] = "close"  # its headers are computed already
+
+    def log_stopped(self) -> None:
+        """The one line that says the process stopped, and what the drain did."""
+        logger.info(
+            "gateway stopped",
+            extra={
+                "signal": self.signal_name,
+                "drained": self.drained,
+                "abandoned": self.abandoned,
+                "seconds": round(time.monotonic() - self.began, 3) if self.began else 0.0,
+            },
+        )
+
+
+def probe_target(server: ServerConfig) -> tuple[str, str, int]:
+    """Scheme, host and port at which this machine reaches a gateway listening per `server`.
+
+    A wildcard listen address (`0.0.0.0`, `::`) is reached on the matching loopback address.
+    """
+    host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(  # noqa: S104
+        server.host, server.host
+    )
+    return ("https" if server.tls is not None else "http"), host, server.port
+
+
+def _healthcheck(args: argparse.Namespace) -> int:
+    """GET /healthz on the gateway the config describes; for container health checks."""
+    try:
+        server = load_server_config(args.config)
+    except ConfigError as err:
+        print(f"unhealthy: {args.config}: {err.lines()[0]}", file=sys.stderr)
+        return 1
+    scheme, host, port = probe_target(server)
+    url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/healthz"
+    connection: http.client.HTTPConnection
+    try:
+        if server.tls is not None:
+            # Trust exactly the certificate the gateway is configured to serve (often
+            # self-signed), whatever name it carries: the probe dials an address, not that name.
+            context = ssl.create_default_context(cafile=server.tls.cert_file)
+            context.check_hostname = False
+            context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN  # a leaf as its own anchor
+            context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+            connection = http.client.HTTPSConnection(
+                host, port, timeout=args.timeout, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=args.timeout)
+        try:
+            connection.request("GET", "/healthz", headers={"Connection": "close"})
+            status = connection.getresponse().status
+        finally:
+            connection.close()
+    except (OSError, http.client.HTTPException) as err:  # ssl.SSLError and timeouts are OSErrors
+        print(f"unhealthy: {url}: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    if status != 200:
+        print(f"unhealthy: {url}: HTTP {status}", file=sys.stderr)
+        return 1
+    print(f"healthy: {url}")
+    return 0
+
+
 def _new_event_loop() -> asyncio.AbstractEventLoop:
     """Make the serving loop: uvloop where available (about a third less CPU per hook call)."""
     try:
@@ -246,6 +439,11 @@ def _verify(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
         password = getpass.getpass(f"Password for {args.username}: ")
+    if password == "":
+        # Refused before any I/O, as the hook does: some directories take an empty password as
+        # an anonymous bind, which "succeeds" for anyone.
+        print("denied (empty_password)")
+        return 2
     source = source_class(matches[0].type)(matches[0])
 
     async def run() -> int:

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+)
 
-from plugins.base import SourceConfig
+from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
+from plugins.base import SourceConfig, is_loopback_http
 from plugins.registry import UnknownSourceType, available_types, source_class
 
 # Keys ending like this hold secrets and may instead be given as `<key>_file: /run/secrets/...`.
 SECRET_KEY_SUFFIXES = ("secret", "secrets", "password", "token")
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_ModelT = TypeVar("_ModelT", bound=BaseModel)
 
 
 class ConfigError(Exception):
@@ -61,9 +77,9 @@ class ServerConfig(_Strict):
     """Where the gateway listens."""
 
     host: str = "0.0.0.0"  # noqa: S104 - a container's service port
-    port: int = Field(8080, ge=1, le=65535)
-    max_body_bytes: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
-    shutdown_grace_seconds: float = Field(5.0, ge=0, le=120)
+    port: StrictInt = Field(8080, ge=1, le=65535)
+    max_body_bytes: StrictInt = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    shutdown_grace_seconds: StrictFloat = Field(5.0, ge=0, le=120)
     tls: TlsConfig | None = None
     # Where `serve` writes its pid, so `gateway reload` can signal it when there is no admin port.
     pid_file: str | None = None
@@ -87,7 +103,7 @@ class AdminConfig(_Strict):
     """The admin listener (reload, migration progress): a second port, off unless configured."""
 
     host: str = "127.0.0.1"
-    port: int = Field(ge=1, le=65535)
+    port: StrictInt = Field(ge=1, le=65535)
     auth: HookAuthConfig
 
 
@@ -96,6 +112,23 @@ class OktaConfig(_Strict):
 
     hook_path: str = "/okta/password-import"
     auth: HookAuthConfig
+    # For `gateway migrate`: the org, the public URL Okta calls, and how to call Okta's API.
+    org_url: str | None = None
+    hook_url: str | None = None
+    api: OktaApiConfig | None = None
+
+    @field_validator("org_url", "hook_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        origin = f"{parts.scheme}://{parts.netloc}"
+        if not parts.netloc or (parts.scheme != "https" and not is_loopback_http(origin)):
+            raise ValueError(
+                "must be an https:// URL (plain http only for an emulator on loopback)"
+            )
+        return value.rstrip("/")
 
     @field_validator("hook_path")
     @classmethod
@@ -160,7 +193,7 @@ class LoggingConfig(_Strict):
     format: Literal["json", "text"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
     usernames: Literal["hash", "mask", "clear"] = "hash"
-    library_debug: bool = False
+    library_debug: StrictBool = False
 
 
 class CacheConfig(_Strict):
@@ -170,12 +203,12 @@ class CacheConfig(_Strict):
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "gw"
     hmac_secret: SecretStr | None = None
-    verified_ttl_seconds: float = Field(300, ge=0)
-    denied_ttl_seconds: float = Field(60, ge=0)
+    verified_ttl_seconds: StrictFloat = Field(300, ge=0)
+    denied_ttl_seconds: StrictFloat = Field(60, ge=0)
     # Per process, for the memory store (and the Redis fallback): bounds memory whatever the
     # user count; raise it if more distinct sign-ins than this happen within a TTL.
-    max_entries: int = Field(10_000, ge=100)
-    redis_timeout_seconds: float = Field(0.25, gt=0, le=5)
+    max_entries: StrictInt = Field(10_000, ge=100)
+    redis_timeout_seconds: StrictFloat = Field(0.25, gt=0, le=5)
 
     @field_validator("url")
     @classmethod
@@ -195,24 +228,24 @@ class CacheConfig(_Strict):
 class FailureLimit(_Strict):
     """At most `failures` wrong-or-unknown attempts reach the directory in any sliding window."""
 
-    failures: int = Field(ge=1)
-    window_seconds: float = Field(gt=0)
+    failures: StrictInt = Field(ge=1)
+    window_seconds: StrictFloat = Field(gt=0)
 
 
 class SourceLimits(_Strict):
     """Protection for each source's directory (applied per source)."""
 
-    max_concurrency: int = Field(200, ge=1)
-    rate_per_second: float | None = Field(None, gt=0)  # token bucket; no cap unless set
-    burst: int | None = Field(None, ge=1)  # defaults to one second of rate
+    max_concurrency: StrictInt = Field(200, ge=1)
+    rate_per_second: StrictFloat | None = Field(None, gt=0)  # token bucket; no cap unless set
+    burst: StrictInt | None = Field(None, ge=1)  # defaults to one second of rate
 
 
 class CooldownConfig(_Strict):
     """Back-off when the directory throttles (429 Retry-After, AADSTS50196, AADSTS90055)."""
 
-    source_seconds: float = Field(30, gt=0)  # when the directory gives no Retry-After
-    user_seconds: float = Field(300, gt=0)  # loop detection is per user over 5 minutes
-    max_seconds: float = Field(300, gt=0)  # cap on any Retry-After
+    source_seconds: StrictFloat = Field(30, gt=0)  # when the directory gives no Retry-After
+    user_seconds: StrictFloat = Field(300, gt=0)  # loop detection is per user over 5 minutes
+    max_seconds: StrictFloat = Field(300, gt=0)  # cap on any Retry-After
 
 
 class CircuitBreakerConfig(_Strict):
@@ -222,9 +255,9 @@ class CircuitBreakerConfig(_Strict):
     least `distinct_users` different usernames, so no single client can open the breaker.
     """
 
-    failures: int = Field(5, ge=1)
-    distinct_users: int = Field(3, ge=1)
-    open_seconds: float = Field(10, gt=0)
+    failures: StrictInt = Field(5, ge=1)
+    distinct_users: StrictInt = Field(3, ge=1)
+    open_seconds: StrictFloat = Field(10, gt=0)
 
 
 class RateLimitsConfig(_Strict):
@@ -238,9 +271,9 @@ class RateLimitsConfig(_Strict):
     # Keys the per-process protection store can hold (usernames and IPs with attempts inside
     # their window). It never evicts one; when full, new users are refused (protection_full).
     # The default is sized in the README ("Sizing the protection store").
-    max_tracked: int = Field(100_000, ge=10)
+    max_tracked: StrictInt = Field(100_000, ge=10)
     # While Redis is away each replica allows `failures // fallback_replicas` on its own.
-    fallback_replicas: int = Field(2, ge=1)
+    fallback_replicas: StrictInt = Field(2, ge=1)
 
 
 class _TopLevel(_Strict):
@@ -248,13 +281,14 @@ class _TopLevel(_Strict):
 
     server: ServerConfig = ServerConfig()
     okta: OktaConfig
-    budget_seconds: float = 2.5
+    budget_seconds: StrictFloat = 2.5
     sources: list[dict[str, Any]] = Field(min_length=1)
     routes: list[RouteConfig] = Field(min_length=1)
     logging: LoggingConfig = LoggingConfig()
     cache: CacheConfig = CacheConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     admin: AdminConfig | None = None
+    migration: MigrationConfig = MigrationConfig()
 
     @field_validator("budget_seconds")
     @classmethod
@@ -279,6 +313,7 @@ class GatewayConfig:
     cache: CacheConfig = field(default_factory=CacheConfig)
     rate_limits: RateLimitsConfig = field(default_factory=RateLimitsConfig)
     admin: AdminConfig | None = None
+    migration: MigrationConfig = field(default_factory=MigrationConfig)
     # The first 12 hex digits of the SHA-256 of the YAML text (gateway_config_info{hash}).
     digest: str = ""
 
@@ -292,6 +327,31 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     except UnicodeDecodeError:
         raise ConfigError([("", f"config file {path} is not UTF-8 text")]) from None
     return parse_config(text, env=env)
+
+
+def load_server_config(
+    path: str | os.PathLike[str], env: dict[str, str] | None = None
+) -> ServerConfig:
+    """Only the `server:` section of a config file, validated (what `gateway healthcheck` needs).
+
+    The rest is left alone on purpose: a probe of a running gateway must not fail because
+    something it does not use (a source's secret file, a route) changed since the gateway started.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        raise ConfigError([("", f"cannot read config file {path} as YAML")]) from None
+    section = raw.get("server") if isinstance(raw, dict) else None
+    problems: list[tuple[str, str]] = []
+    expanded = _expand(section or {}, ("server",), os.environ if env is None else env, problems)
+    expansion = len(problems)
+    try:
+        server = _validate_model(ServerConfig, expanded)
+    except ValidationError as err:
+        problems.extend(_pydantic_problems(err, ("server",)))
+    if problems:
+        raise ConfigError(_without_follow_ons(problems, expansion))
+    return server
 
 
 def parse_config(text: str, env: dict[str, str] | None = None) -> GatewayConfig:
@@ -325,11 +385,14 @@ def _expand(
     out: dict[Any, Any] = {}
     for key, value in node.items():
         here = (*loc, str(key))
+        reported = len(problems)
         expanded = _expand(value, here, env, problems)
         stem = key[: -len("_file")] if isinstance(key, str) and key.endswith("_file") else None
         if stem and stem.endswith(SECRET_KEY_SUFFIXES):
             if stem in node:
                 problems.append((format_path(here), f"give either {stem} or {key}, not both"))
+                continue
+            if len(problems) > reported:  # the path itself is unusable, and that is said already
                 continue
             out[stem] = _read_secret_file(stem, expanded, here, problems)
         else:
@@ -337,12 +400,24 @@ def _expand(
     return out
 
 
+class EnvText(str):
+    """Text that came from a `${VAR}` substitution.
+
+    The environment only holds strings, so where the schema asks for a number or a boolean,
+    such text is read as one (`port: ${PORT}`); the same text written in the file is refused.
+    """
+
+
 def _expand_env(
     text: str, loc: tuple[str | int, ...], env: Any, problems: list[tuple[str, str]]
 ) -> str:
+    substituted = False
+
     def substitute(match: re.Match[str]) -> str:
+        nonlocal substituted
         if match.group(0) == "$$":
             return "$"
+        substituted = True
         name, default = match.group(1), match.group(2)
         value = env.get(name)
         if value is None or (value == "" and default is not None):
@@ -352,7 +427,104 @@ def _expand_env(
             return ""
         return str(value)
 
-    return _ENV_PATTERN.sub(substitute, text)
+    expanded = _ENV_PATTERN.sub(substitute, text)
+    return EnvText(expanded) if substituted else expanded
+
+
+def _env_int(text: str) -> int | None:
+    return int(text) if _INT_TEXT.fullmatch(text.strip()) else None
+
+
+def _env_float(text: str) -> float | None:
+    return float(text) if _FLOAT_TEXT.fullmatch(text.strip()) else None
+
+
+def _env_bool(text: str) -> bool | None:
+    return {"true": True, "false": False}.get(text.strip().lower())
+
+
+# Strict fields' error type -> how `${VAR}` text is read for them.
+_ENV_SCALARS: dict[str, Callable[[str], int | float | bool | None]] = {
+    "int_type": _env_int,
+    "float_type": _env_float,
+    "bool_type": _env_bool,
+}
+
+
+def _validate_model(model: type[_ModelT], raw: Any) -> _ModelT:
+    """`model.model_validate(raw)`, reading `${VAR}` text as a number or boolean where asked for.
+
+    Numbers and booleans are strict (`port: true` is not port 1, `"2.5"` is not a number); only
+    text from the environment is converted, and only for the fields whose type wants it.
+    """
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        retyped = _retype_env_text(raw, err)
+        if retyped is None:
+            raise
+    return model.model_validate(retyped)
+
+
+def _retype_env_text(raw: Any, err: ValidationError) -> Any:
+    """A copy of `raw` with the `${VAR}` values the errors name converted, or None if none is."""
+    out = copy.deepcopy(raw)
+    changed = False
+    for item in err.errors(include_url=False):
+        text, parse = item.get("input"), _ENV_SCALARS.get(item["type"])
+        if parse is None or not isinstance(text, EnvText):
+            continue
+        value = parse(text)
+        if value is not None and _replace_at(out, item["loc"], text, value):
+            changed = True
+    return out if changed else None
+
+
+def _replace_at(node: Any, loc: tuple[int | str, ...], old: str, new: Any) -> bool:
+    """Set `new` at `loc` in nested dicts/lists if `old` is there; False if it is not."""
+    if not loc:
+        return False
+    *parents, last = loc
+    for part in parents:
+        node = _child(node, part)
+    if _child(node, last) != old:  # _ABSENT equals nothing
+        return False
+    node[last] = new
+    return True
+
+
+_ABSENT = object()
+
+
+def _child(node: Any, key: int | str) -> Any:
+    if isinstance(node, dict):
+        return node.get(key, _ABSENT)
+    if isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node):
+        return node[key]
+    return _ABSENT
+
+
+def _without_follow_ons(problems: list[tuple[str, str]], expansion: int) -> list[tuple[str, str]]:
+    """Drop later problems that only repeat one of the first `expansion` ones.
+
+    A missing variable or unreadable secret file is reported once; the empty or absent value it
+    leaves behind would otherwise fail validation too, at its path, under it (a `*_file` key's
+    value lands at the key without `_file`) or at the section holding it.
+    """
+    roots = set()
+    for path, _ in problems[:expansion]:
+        roots.add(path)
+        roots.add(path.removesuffix("_file"))
+
+    def follows(path: str) -> bool:
+        return any(
+            path == root
+            or path.startswith((f"{root}.", f"{root}["))
+            or (path != "" and root.startswith((f"{path}.", f"{path}[")))
+            for root in roots
+        )
+
+    return problems[:expansion] + [p for p in problems[expansion:] if not follows(p[0])]
 
 
 def _read_secret_file(
@@ -390,8 +562,9 @@ def _pydantic_problems(
 
 
 def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str) -> GatewayConfig:
+    expansion = len(problems)  # missing variables, unreadable secret files
     try:
-        top = _TopLevel.model_validate(raw)
+        top = _validate_model(_TopLevel, raw)
     except ValidationError as err:
         problems.extend(_pydantic_problems(err))
         top = None
@@ -408,8 +581,11 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
         problems.append(
             ("admin.port", "must differ from server.port: admin is never the hook port")
         )
+    if top is not None:
+        types = {s.name: s.type for s in sources}
+        problems.extend(migration_problems(top.migration, types, top.okta.api))
     if problems or top is None:
-        raise ConfigError(problems)
+        raise ConfigError(_without_follow_ons(problems, expansion))
     return GatewayConfig(
         server=top.server,
         okta=top.okta,
@@ -420,6 +596,7 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
         cache=top.cache,
         rate_limits=top.rate_limits,
         admin=top.admin,
+        migration=top.migration,
         digest=digest,
     )
 
@@ -472,7 +649,7 @@ def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list
             )
             continue
         try:
-            out.append(cls.config_class.model_validate(raw))
+            out.append(_validate_model(cls.config_class, raw))
         except ValidationError as err:
             problems.extend(_pydantic_problems(err, ("sources", i)))
     return out

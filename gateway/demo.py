@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import base64
 import json
+import signal
 import socket
 import sys
 import tempfile
@@ -116,21 +117,40 @@ async def run_demo(port: int, once: bool) -> int:
                 credential = body["commands"][0]["value"]["credential"]
                 print(f"{DEMO_USER} with the {label}: HTTP {response.status} -> {credential}")
                 print(f"  {json.dumps(body)}")
-        payload_file = Path(tempfile.gettempdir()) / "okta-password-import-demo.json"
-        payload_file.write_text(json.dumps(okta_payload(DEMO_USER, password)), encoding="utf-8")
-        print("\nTry it yourself (the payload file holds the demo user's emulator password):")
-        print(
-            f"  curl -s -X POST {url} -H 'Authorization: {HOOK_SECRET}' "
-            f"-H 'Content-Type: application/json' -d @{payload_file}\n"
-        )
-        if once:
-            return 0
-        print("Serving; press Ctrl-C to stop.")
-        await asyncio.Event().wait()
+        # The payload holds the demo user's password: a directory only this user can enter
+        # (mkdtemp: mode 700), removed when the demo stops, never a fixed shared path.
+        with tempfile.TemporaryDirectory(prefix="okta-password-import-demo-") as private:
+            payload_file = Path(private) / "payload.json"
+            payload_file.touch(mode=0o600)
+            payload_file.write_text(json.dumps(okta_payload(DEMO_USER, password)), encoding="utf-8")
+            print("\nTry it yourself while the demo runs (the payload file holds the demo user's")
+            print("emulator password; it is deleted when the demo stops):")
+            print(
+                f"  curl -s -X POST {url} -H 'Authorization: {HOOK_SECRET}' "
+                f"-H 'Content-Type: application/json' -d @{payload_file}\n"
+            )
+            if once:
+                return 0
+            print("Serving; press Ctrl-C to stop.", flush=True)
+            await _stop_signal()
         return 0
     finally:
         await runner.cleanup()
         await emulator.close()
+
+
+async def _stop_signal() -> None:
+    """Wait for Ctrl-C, SIGTERM or a closed terminal (SIGHUP), so the cleanup always runs."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

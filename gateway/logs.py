@@ -22,7 +22,11 @@ from plugins.base import derive_key
 # urllib3 logs URLs (the user-realm URL contains the username); msal logs request details and
 # response bodies; aiohttp's client and server log URLs and parser errors quoting the request.
 # Each name covers its child loggers: levels by inheritance, `LibraryLogFilter` by installation.
-LIBRARY_LOGGERS = ("urllib3", "msal", "requests", "aiohttp", "asyncio")
+LIBRARY_LOGGERS = (
+    "urllib3", "msal", "requests", "aiohttp", "asyncio",
+    # The ledger's stack logs statements (and at DEBUG, rows): logins in clear.
+    "sqlalchemy", "aiosqlite", "asyncpg", "alembic",
+)  # fmt: skip
 # Templates that print a body, a token or user input (msal 1.x; found by reading its logger
 # calls). Arguments are dropped anyway; these go whole because the text around them is the leak
 # or because the values are already formatted into the template.

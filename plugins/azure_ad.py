@@ -24,7 +24,17 @@ import aiohttp
 import msal
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
 from plugins.base import (
     OUTAGE_REASONS,
@@ -86,7 +96,7 @@ class AzureAdCertificate(BaseModel):
 
     private_key_file: str
     certificate_file: str  # PEM; its SHA-1 thumbprint identifies the key to Entra
-    send_certificate_chain: bool = False  # x5c, for subject-name/issuer auth
+    send_certificate_chain: StrictBool = False  # x5c, for subject-name/issuer auth
 
 
 class AzureAdTimeouts(BaseModel):
@@ -94,8 +104,8 @@ class AzureAdTimeouts(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    connect_seconds: float = Field(1.5, gt=0, le=30)
-    read_seconds: float = Field(2.5, gt=0, le=30)
+    connect_seconds: StrictFloat = Field(1.5, gt=0, le=30)
+    read_seconds: StrictFloat = Field(2.5, gt=0, le=30)
 
 
 class AzureAdConfig(SourceConfig):
@@ -111,10 +121,10 @@ class AzureAdConfig(SourceConfig):
     policy: AzureAdPolicy = AzureAdPolicy()
     timeouts: AzureAdTimeouts = AzureAdTimeouts()
     # Concurrent connections to Entra; above Okta's ~75 concurrent hook calls with room to spare.
-    max_connections: int = Field(256, ge=1, le=4096)
-    realm_cache_seconds: float = Field(3600, ge=0)
-    realm_cache_size: int = Field(10_000, ge=1)
-    startup_retry_max_seconds: float = Field(60, gt=0)
+    max_connections: StrictInt = Field(256, ge=1, le=4096)
+    realm_cache_seconds: StrictFloat = Field(3600, ge=0)
+    realm_cache_size: StrictInt = Field(10_000, ge=1)
+    startup_retry_max_seconds: StrictFloat = Field(60, gt=0)
     # Okta logins that are not the Entra UPN (often the email): look the UPN up in Graph first.
     resolve_username: Literal["none", "graph"] = "none"
     resolve_by: tuple[Literal["userPrincipalName", "mail", "proxyAddresses"], ...] = (
@@ -122,7 +132,7 @@ class AzureAdConfig(SourceConfig):
         "mail",
         "proxyAddresses",
     )
-    resolve_cache_seconds: float = Field(3600, ge=0)
+    resolve_cache_seconds: StrictFloat = Field(3600, ge=0)
     graph_endpoint: str = "https://graph.microsoft.com"
 
     @field_validator("tenant_id")
@@ -560,7 +570,11 @@ def classify_exception(err: BaseException) -> tuple[Result, str]:
     if isinstance(err, aiohttp.ClientError | OSError):
         return Result.UNAVAILABLE, "network"
     if isinstance(err, msal.exceptions.MsalServiceError):
-        return Result.UNAVAILABLE, "http_5xx" if "HTTP Error: 5" in str(err) else "bad_response"
+        # msal >= 1.32.1 raises this for an HTTP error on discovery or the user realm.
+        text = str(err)
+        if "HTTP Error: 429" in text:
+            return Result.UNAVAILABLE, "http_429"
+        return Result.UNAVAILABLE, "http_5xx" if "HTTP Error: 5" in text else "bad_response"
     if isinstance(err, RuntimeError) and "FailedAuthentication" in str(err):
         # AD FS answers a wrong password with HTTP 500 and a SOAP fault; msal raises this.
         return Result.DENIED, "adfs_failed_authentication"

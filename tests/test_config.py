@@ -29,9 +29,13 @@ routes:
 
 
 def _problems(text: str, env: dict[str, str] | None = None) -> dict[str, str]:
+    return dict(_problem_list(text, env))
+
+
+def _problem_list(text: str, env: dict[str, str] | None = None) -> list[tuple[str, str]]:
     with pytest.raises(ConfigError) as caught:
         parse_config(text, env=env or {})
-    return dict(caught.value.problems)
+    return caught.value.problems
 
 
 def test_valid_config_expands_env_and_secret_files(tmp_path: Path) -> None:
@@ -186,3 +190,168 @@ def test_shipped_config_template_is_valid() -> None:
         },
     )
     assert result.returncode == 0, result.stderr
+
+
+BASE = """
+server:
+  port: {port}
+okta:
+  auth: {{secrets: ["{hook_secret}"]}}
+budget_seconds: {budget}
+sources:
+  - name: entra
+    type: azure_ad
+    tenant_id: {tenant}
+    client_id: {client_id}
+    client_secret: s3cret-value
+    max_connections: {max_connections}
+    timeouts:
+      connect_seconds: {connect}
+routes:
+  - match: {{domains: [contoso.com]}}
+    sources: [entra]
+logging:
+  library_debug: {library_debug}
+rate_limits:
+  per_source:
+    rate_per_second: {rate}
+"""
+GOOD = {
+    "port": "8080",
+    "hook_secret": "hook-secret-0001",
+    "budget": "2.5",
+    "tenant": "t1",
+    "client_id": "c1",
+    "max_connections": "32",
+    "connect": "1.5",
+    "library_debug": "false",
+    "rate": "null",
+}
+
+
+def _config_text(**values: str) -> str:
+    return BASE.format(**{**GOOD, **values})
+
+
+@pytest.mark.parametrize(
+    ("values", "path", "message"),
+    [
+        ({"port": "true"}, "server.port", "valid integer"),
+        ({"port": "8080.0"}, "server.port", "valid integer"),
+        ({"port": '"8080"'}, "server.port", "valid integer"),
+        ({"budget": '"2.5"'}, "budget_seconds", "valid number"),
+        ({"budget": "true"}, "budget_seconds", "valid number"),
+        ({"library_debug": "1"}, "logging.library_debug", "valid boolean"),
+        ({"library_debug": '"true"'}, "logging.library_debug", "valid boolean"),
+        ({"rate": '"10"'}, "rate_limits.per_source.rate_per_second", "valid number"),
+        ({"max_connections": "true"}, "sources[0].max_connections", "valid integer"),
+        ({"connect": '"1.5"'}, "sources[0].timeouts.connect_seconds", "valid number"),
+    ],
+)
+def test_numbers_and_booleans_written_in_the_file_are_strict(
+    values: dict[str, str], path: str, message: str
+) -> None:
+    ((where, problem),) = _problem_list(_config_text(**values))
+    assert where == path
+    assert message in problem
+
+
+def test_an_integer_is_a_number() -> None:
+    config = parse_config(_config_text(budget="2", connect="1", rate="5"), env={})
+    assert config.budget_seconds == 2.0
+    assert config.rate_limits.per_source.rate_per_second == 5.0
+    (source,) = config.sources
+    assert isinstance(source, AzureAdConfig)
+    assert source.timeouts.connect_seconds == 1.0
+
+
+def test_environment_values_are_read_as_the_numbers_and_booleans_the_keys_expect() -> None:
+    text = _config_text(
+        port="${PORT}",
+        budget="${BUDGET}",
+        max_connections="${MAX_CONNECTIONS}",
+        connect='"${CONNECT}"',
+        library_debug="${LIBRARY_DEBUG}",
+        rate="${RATE:-12.5}",
+    )
+    env = {
+        "PORT": "8443",
+        "BUDGET": "2",
+        "MAX_CONNECTIONS": "32",
+        "CONNECT": "0.5",
+        "LIBRARY_DEBUG": "True",
+    }
+    config = parse_config(text, env=env)
+    assert (config.server.port, config.budget_seconds) == (8443, 2.0)
+    assert config.logging.library_debug is True
+    assert config.rate_limits.per_source.rate_per_second == 12.5
+    (source,) = config.sources
+    assert isinstance(source, AzureAdConfig)
+    assert (source.max_connections, source.timeouts.connect_seconds) == (32, 0.5)
+
+
+def test_environment_values_stay_text_where_the_keys_expect_text() -> None:
+    text = _config_text(hook_secret="${HOOK_SECRET}", client_id="${CLIENT_ID}", tenant="${TENANT}")
+    config = parse_config(text, env={"HOOK_SECRET": "12345678", "CLIENT_ID": "42", "TENANT": "7"})
+    assert config.okta.auth.secrets[0].get_secret_value() == "12345678"
+    (source,) = config.sources
+    assert isinstance(source, AzureAdConfig)
+    assert (source.client_id, source.tenant_id) == ("42", "7")
+
+
+@pytest.mark.parametrize(
+    ("value", "path"),
+    [("eighty", "server.port"), ("80.5", "server.port"), ("yes", "logging.library_debug")],
+)
+def test_environment_text_that_is_not_the_expected_kind_is_reported(value: str, path: str) -> None:
+    key = "port" if path == "server.port" else "library_debug"
+    problems = _problem_list(_config_text(**{key: "${VALUE}"}), env={"VALUE": value})
+    assert [where for where, _ in problems] == [path]
+
+
+@pytest.mark.parametrize(
+    ("values", "path"),
+    [
+        ({"port": "${MISSING}"}, "server.port"),
+        ({"budget": "${MISSING}"}, "budget_seconds"),
+        ({"hook_secret": "${MISSING}"}, "okta.auth.secrets[0]"),
+        ({"tenant": "${MISSING}"}, "sources[0].tenant_id"),
+        ({"connect": '"${MISSING}"'}, "sources[0].timeouts.connect_seconds"),
+    ],
+)
+def test_one_missing_variable_is_one_problem(values: dict[str, str], path: str) -> None:
+    problems = _problem_list(_config_text(**values))
+    assert problems == [(path, "environment variable MISSING is not set")]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path"),
+    [
+        ("client_secret: s3cret-value", "client_secret_file: ${MISSING}", "client_secret_file"),
+        (
+            'okta:\n  auth: {secrets: ["hook-secret-0001"]}',
+            'okta:\n  auth: {secrets_file: "${MISSING}"}',
+            "",
+        ),
+        ("sources: [entra]", 'sources: ["${MISSING}"]', ""),
+    ],
+)
+def test_one_missing_variable_in_a_file_key_or_a_reference_is_one_problem(
+    old: str, new: str, path: str
+) -> None:
+    text = _config_text()
+    assert old in text
+    problems = _problem_list(text.replace(old, new))
+    assert len(problems) == 1, problems
+    ((where, message),) = problems
+    assert message == "environment variable MISSING is not set"
+    assert where.endswith(path)
+
+
+def test_an_unreadable_secret_file_is_one_problem() -> None:
+    text = _config_text().replace(
+        "client_secret: s3cret-value", "client_secret_file: /nonexistent/secret"
+    )
+    ((where, message),) = _problem_list(text)
+    assert where == "sources[0].client_secret_file"
+    assert "cannot read secret file" in message

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,9 +20,22 @@ from okta.models import (
 from okta.pagination import paginate_all
 
 from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator
+from gateway.logs import LIBRARY_LOGGERS
 from tests.emulators.okta.conftest import DUPLICATE_LOGIN
 
 LOGINS = [f"user{i}@contoso.com" for i in range(5)]
+
+
+@pytest.fixture(autouse=True)
+def _keep_log_levels() -> Iterator[None]:
+    """The SDK sets library log levels (urllib3 to WARNING) while the session scan needs DEBUG."""
+    names = ["", *LIBRARY_LOGGERS, "okta"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    logging.getLogger().handlers[:] = handlers
 
 
 def hooked_user(login: str) -> CreateUserRequest:

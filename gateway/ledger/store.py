@@ -1,0 +1,791 @@
+"""The migration ledger: what the migrate commands and the event hook did, per user, and when.
+
+One `Ledger` per process, opened with `open_ledger(url)` (which upgrades the schema) and closed
+with `await ledger.close()`. Every method is one short transaction, so replicas sharing a
+PostgreSQL ledger, or a command running next to the gateway on one SQLite file, interleave safely;
+writes that can race (the same user from two replicas, an event delivered twice at once) are
+single `INSERT ... ON CONFLICT` statements, atomic on both databases.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from gateway.ledger.models import (
+    PENDING_STATES,
+    Decision,
+    LedgerUser,
+    OktaEvent,
+    Run,
+    RunCommand,
+    SourceProgress,
+    UserRecord,
+    UserState,
+)
+from gateway.ledger.schema import NOT_SIGNED_IN_SQL, UtcDateTime, events, runs, users
+from gateway.ledger.upgrade import upgrade
+from gateway.ledger.url import async_ledger_url, display_url
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+# A later run seeing one of our own users again (`existing`, `listed`, `skipped`) is not news:
+# it must not demote a user this tool put in Okta.
+_WEAK_STATES = (UserState.LISTED, UserState.EXISTING, UserState.SKIPPED)
+_PENDING = tuple(sorted(PENDING_STATES))
+# SQLite allows 32,766 bound parameters per statement; events have six columns.
+_EVENT_CHUNK = 500
+_READ_OPTION = "ledger_read"
+
+
+class LedgerError(RuntimeError):
+    """The ledger cannot be opened or used; the message names the database (password masked)."""
+
+
+def _utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    """Per connection: our own transactions, WAL, and waiting (not failing) on a busy database."""
+    # The sqlite3 module would COMMIT before DDL and BEGIN lazily; the ledger emits BEGIN itself
+    # (`_sqlite_begin`) so migrations are atomic and writers take the lock up front.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # busy_timeout first: switching to WAL needs a lock another process may hold.
+    cursor.execute("PRAGMA busy_timeout = 30000")
+    # WAL: readers (status, the progress page) never block the writer (import, events).
+    cursor.execute("PRAGMA journal_mode = WAL")
+    # NORMAL in WAL mode survives a process crash (a killed gateway keeps every committed event);
+    # only a power cut may lose the last commits, which `status --refresh` reconciles.
+    cursor.execute("PRAGMA synchronous = NORMAL")
+    cursor.execute("PRAGMA foreign_keys = ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    """Begin a transaction: IMMEDIATE for writes, so concurrent writers queue on busy_timeout.
+
+    A deferred transaction that reads and then writes fails with "database is locked" at once
+    when another writer got in between, whatever the timeout; taking the write lock at BEGIN
+    makes writers wait for each other instead.
+    """
+    read_only = connection.get_execution_options().get(_READ_OPTION, False)
+    connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _create_engine(url: URL) -> AsyncEngine:
+    """An async engine for the ledger's database, tuned per dialect.
+
+    `hide_parameters`: bound values are logins and Okta ids; SQLAlchemy would otherwise put them
+    in its SQL log lines and in the text of every database error, which reach the gateway's logs.
+    """
+    if url.get_backend_name() == "sqlite":
+        database = url.database or ""
+        parent = Path(database).parent
+        if not parent.is_dir():
+            raise LedgerError(
+                f"migration.ledger: directory {parent} does not exist; create it or fix the path"
+            )
+        engine = create_async_engine(url, hide_parameters=True)
+        event.listen(engine.sync_engine, "connect", _sqlite_connect)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin)
+        return engine
+    # Replicas keep connections for hours: a restarted or failed-over server must not surface as
+    # errors on the first queries afterwards.
+    return create_async_engine(
+        url, hide_parameters=True, pool_pre_ping=True, pool_size=5, max_overflow=10
+    )
+
+
+async def open_ledger(url: str | URL, *, clock: Clock = _utcnow) -> Ledger:
+    """Open the ledger at `url` (sync or async SQLAlchemy URL) and upgrade its schema to head.
+
+    Raises `LedgerUrlError` for a URL naming no usable database, `LedgerError` when the database
+    cannot be reached or migrated. `clock` stamps every time the caller does not give.
+    """
+    async_url = async_ledger_url(url)
+    engine = _create_engine(async_url)
+    try:
+        applied = await upgrade(engine)
+    except (SQLAlchemyError, OSError) as err:
+        await engine.dispose()
+        raise LedgerError(
+            f"ledger {display_url(async_url)}: cannot open: {type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no detail'}"
+        ) from err
+    except BaseException:
+        await engine.dispose()
+        raise
+    if applied:
+        logger.info(
+            "ledger schema upgraded",
+            extra={"ledger": display_url(async_url), "revisions": list(applied)},
+        )
+    return Ledger(engine, async_url, applied_revisions=applied, clock=clock)
+
+
+def _one_of(column: ColumnElement[Any], states: Iterable[UserState]) -> ColumnElement[bool]:
+    """`column IN (...)` with one plain bound value per state.
+
+    `in_()` with a list renders an "expanding" parameter, which executemany cannot take.
+    """
+    return column.in_([literal(str(state)) for state in states])
+
+
+def _user(row: Row[Any]) -> LedgerUser:
+    """A `ledger_users` row as a `LedgerUser`."""
+    m = row._mapping  # Row's public mapping view (the underscore only avoids column names)
+    return LedgerUser(
+        id=m["id"],
+        source=m["source"],
+        login=m["login"],
+        okta_id=m["okta_id"],
+        state=UserState(m["state"]),
+        reason=m["reason"],
+        native=bool(m["native"]),
+        created_run_id=m["created_run_id"],
+        last_run_id=m["last_run_id"],
+        imported_at=m["imported_at"],
+        hooked_at=m["hooked_at"],
+        activated_at=m["activated_at"],
+        attributes_synced_at=m["attributes_synced_at"],
+        verified_at=m["verified_at"],
+        migrated_at=m["migrated_at"],
+        rolled_back_at=m["rolled_back_at"],
+        last_decision=m["last_decision"],
+        last_decision_at=m["last_decision_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _run(row: Row[Any]) -> Run:
+    """A `ledger_runs` row as a `Run`."""
+    m = row._mapping
+    return Run(
+        id=m["id"],
+        command=m["command"],
+        source=m["source"],
+        dry_run=bool(m["dry_run"]),
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+        counts=dict(m["counts"]),
+    )
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Progress of one source while the grouped counts are folded."""
+
+    states: dict[UserState, int]
+    migrated: int = 0
+    native: int = 0
+    verified_unconfirmed: int = 0
+    pending: int = 0
+    last_verified_at: datetime | None = None
+    last_migrated_at: datetime | None = None
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    """The later of two optional times."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return max(a, b)
+
+
+class Ledger:
+    """The migration ledger on one database; every method is one transaction."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        url: URL,
+        *,
+        applied_revisions: tuple[str, ...] = (),
+        clock: Clock = _utcnow,
+    ) -> None:
+        """Use `open_ledger`, which upgrades the schema first."""
+        self._engine = engine
+        # Same pool; the option makes SQLite begin a deferred (read) transaction.
+        self._reader = engine.execution_options(**{_READ_OPTION: True})
+        self._clock = clock
+        self.url = display_url(url)  # password masked: safe for logs and reports
+        self.dialect = url.get_backend_name()  # "sqlite" or "postgresql"
+        self.applied_revisions = applied_revisions  # what this open migrated (usually nothing)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction, committed on success."""
+        async with self._engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[AsyncConnection]:
+        """A read-only transaction, rolled back at the end."""
+        async with self._reader.connect() as connection:
+            yield connection
+
+    def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
+        """The dialect's INSERT, which has ON CONFLICT on both databases."""
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # Runs
+
+    async def start_run(
+        self,
+        command: RunCommand | str,
+        *,
+        source: str | None = None,
+        dry_run: bool = False,
+        at: datetime | None = None,
+    ) -> int:
+        """Record the start of a command run; its id (what `rollback --run` takes)."""
+        statement = (
+            runs.insert()
+            .values(
+                command=str(command),
+                source=source,
+                dry_run=dry_run,
+                started_at=at or self._clock(),
+                counts={},
+            )
+            .returning(runs.c.id)
+        )
+        async with self._write() as connection:
+            run_id: int = (await connection.execute(statement)).scalar_one()
+        return run_id
+
+    async def finish_run(
+        self, run_id: int, counts: Mapping[str, int], *, at: datetime | None = None
+    ) -> None:
+        """Record the end of a run with the counts of its last line."""
+        statement = (
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(finished_at=at or self._clock(), counts=dict(counts))
+        )
+        async with self._write() as connection:
+            if (await connection.execute(statement)).rowcount != 1:
+                raise LedgerError(f"ledger: no run {run_id}")
+
+    async def get_run(self, run_id: int) -> Run | None:
+        """The run with this id, or None."""
+        async with self._read() as connection:
+            row = (await connection.execute(select(runs).where(runs.c.id == run_id))).first()
+        return None if row is None else _run(row)
+
+    # Users
+
+    async def record_user(
+        self,
+        source: str,
+        login: str,
+        state: UserState,
+        *,
+        okta_id: str | None = None,
+        reason: str | None = None,
+        run_id: int | None = None,
+        native: bool = False,
+        imported_at: datetime | None = None,
+        hooked_at: datetime | None = None,
+        activated_at: datetime | None = None,
+        migrated_at: datetime | None = None,
+    ) -> None:
+        """Upsert one user by (source, login); see `record_users`."""
+        await self.record_users(
+            [
+                UserRecord(
+                    source=source,
+                    login=login,
+                    state=state,
+                    okta_id=okta_id,
+                    reason=reason,
+                    run_id=run_id,
+                    native=native,
+                    imported_at=imported_at,
+                    hooked_at=hooked_at,
+                    activated_at=activated_at,
+                    migrated_at=migrated_at,
+                )
+            ]
+        )
+
+    async def record_users(self, records: Sequence[UserRecord]) -> None:
+        """Upsert users by (source, login) in one transaction; idempotent.
+
+        - A new (source, login) is inserted; recording the same thing again changes nothing but
+          `updated_at`.
+        - `migrated` is final here, and `listed`/`existing`/`skipped` do not replace a state in
+          which this tool has put the user in Okta (created, hooked, activated).
+        - Step times (imported, hooked, activated, migrated) and the creating run keep their
+          first value, so a re-run does not move them; a rolled-back user starts over.
+        - `okta_id` and `last_run_id` take the newest value given.
+        """
+        if not records:
+            return
+        for record in records:
+            if record.state is UserState.MIGRATED and record.migrated_at is None:
+                raise ValueError("a user recorded as migrated needs migrated_at")
+        now = self._clock()
+        # Rows in key order: two replicas upserting overlapping batches then lock them in the
+        # same order, which PostgreSQL would otherwise answer with a deadlock. The sort is stable,
+        # so two records of one user still apply in the order given.
+        records = sorted(records, key=lambda r: (r.source, r.login))
+        rows = [
+            {
+                "source": r.source,
+                "login": r.login,
+                "state": str(r.state),
+                "okta_id": r.okta_id,
+                "reason": r.reason,
+                "native": r.native,
+                "created_run_id": r.run_id if r.imported_at is not None else None,
+                "last_run_id": r.run_id,
+                "imported_at": r.imported_at,
+                "hooked_at": r.hooked_at,
+                "activated_at": r.activated_at,
+                "migrated_at": r.migrated_at,
+                "updated_at": now,
+            }
+            for r in records
+        ]
+        insert = self._insert(users)
+        new = insert.excluded
+        old = users.c
+        keep = or_(
+            old.state == UserState.MIGRATED,
+            and_(_one_of(new.state, _WEAK_STATES), _one_of(old.state, _PENDING)),
+        )
+        reborn = and_(old.state == UserState.ROLLED_BACK, new.state != UserState.ROLLED_BACK)
+
+        def first(name: str) -> ColumnElement[Any]:
+            """The column's first value, or the new one after a rollback."""
+            return case((reborn, new[name]), else_=func.coalesce(old[name], new[name]))
+
+        statement = insert.on_conflict_do_update(
+            index_elements=[users.c.source, users.c.login],
+            set_={
+                "state": case((keep, old.state), else_=new.state),
+                "reason": case((keep, old.reason), else_=new.reason),
+                "okta_id": func.coalesce(new.okta_id, old.okta_id),
+                "native": case((reborn, new.native), else_=or_(old.native, new.native)),
+                "created_run_id": first("created_run_id"),
+                "last_run_id": func.coalesce(new.last_run_id, old.last_run_id),
+                "imported_at": first("imported_at"),
+                "hooked_at": first("hooked_at"),
+                "activated_at": first("activated_at"),
+                "migrated_at": first("migrated_at"),
+                # A new life in Okta has not been verified yet.
+                "verified_at": case((reborn, None), else_=old.verified_at),
+                "updated_at": new.updated_at,
+            },
+        )
+        async with self._write() as connection:
+            await connection.execute(statement, rows)
+
+    async def get_user(self, source: str, login: str) -> LedgerUser | None:
+        """The user recorded for (source, login), or None."""
+        statement = select(users).where(users.c.source == source, users.c.login == login)
+        async with self._read() as connection:
+            row = (await connection.execute(statement)).first()
+        return None if row is None else _user(row)
+
+    async def users_by_okta_id(self, okta_id: str) -> list[LedgerUser]:
+        """Every row recorded with this Okta user id (one per source that saw the user)."""
+        statement = select(users).where(users.c.okta_id == okta_id).order_by(users.c.id)
+        async with self._read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_user(row) for row in rows]
+
+    async def users_in_state(
+        self, source: str, states: UserState | Iterable[UserState], *, page_size: int = 500
+    ) -> AsyncIterator[LedgerUser]:
+        """Stream the users of `source` in `states`, one page per transaction (flat memory).
+
+        Pages are keyed by login (not offsets), so changing the state of a yielded user while
+        iterating (resuming an import, say) neither skips nor repeats anyone.
+        """
+        wanted = [states] if isinstance(states, UserState) else sorted(set(states))
+        for state in wanted:
+            after: str | None = None
+            while True:
+                statement = select(users).where(users.c.source == source, users.c.state == state)
+                if after is not None:
+                    statement = statement.where(users.c.login > after)
+                statement = statement.order_by(users.c.login).limit(page_size)
+                async with self._read() as connection:
+                    rows = (await connection.execute(statement)).all()
+                for row in rows:
+                    yield _user(row)
+                if len(rows) < page_size:
+                    break
+                after = rows[-1].login
+
+    async def created_by_run(
+        self, run_id: int, *, page_size: int = 500
+    ) -> AsyncIterator[LedgerUser]:
+        """Stream the users that run created in Okta (rollback's candidates), in pages."""
+        after = 0
+        while True:
+            statement = (
+                select(users)
+                .where(users.c.created_run_id == run_id, users.c.id > after)
+                .order_by(users.c.id)
+                .limit(page_size)
+            )
+            async with self._read() as connection:
+                rows = (await connection.execute(statement)).all()
+            for row in rows:
+                yield _user(row)
+            if len(rows) < page_size:
+                return
+            after = rows[-1].id
+
+    async def mark_migrated(
+        self,
+        *,
+        at: datetime | None = None,
+        okta_id: str | None = None,
+        source: str | None = None,
+        login: str | None = None,
+    ) -> int:
+        """Mark a user migrated (Okta holds the password now); how many rows say so afterwards.
+
+        Finds the user by `okta_id` among users this tool put in Okta (created, hooked,
+        activated) or already migrated; failing that, by (`source`, `login`), recording the
+        user under that source if the ledger has never seen it. The first migration time is
+        kept, so a redelivered event changes nothing. 0 when neither finds anyone.
+        """
+        if okta_id is None and (source is None or login is None):
+            raise ValueError("mark_migrated needs okta_id, or source and login")
+        at = at or self._clock()
+        now = self._clock()
+        found = users.c.okta_id == okta_id if okta_id is not None else users.c.login == login
+        if okta_id is None:
+            found = and_(found, users.c.source == source)
+        statement = (
+            update(users)
+            .where(found, users.c.state.in_((*_PENDING, UserState.MIGRATED)))
+            .values(
+                state=UserState.MIGRATED,
+                migrated_at=func.coalesce(users.c.migrated_at, at),
+                okta_id=func.coalesce(users.c.okta_id, okta_id),
+                updated_at=now,
+            )
+        )
+        async with self._write() as connection:
+            marked = (await connection.execute(statement)).rowcount
+        if marked or source is None or login is None:
+            return marked
+        await self.record_user(source, login, UserState.MIGRATED, okta_id=okta_id, migrated_at=at)
+        return 1
+
+    async def mark_rolled_back(
+        self, source: str, login: str, *, run_id: int | None = None, at: datetime | None = None
+    ) -> bool:
+        """Record that rollback deleted this user from Okta; False if migrated or unknown."""
+        at = at or self._clock()
+        statement = (
+            update(users)
+            .where(
+                users.c.source == source,
+                users.c.login == login,
+                users.c.state != UserState.MIGRATED,
+            )
+            .values(
+                state=UserState.ROLLED_BACK,
+                rolled_back_at=at,
+                last_run_id=func.coalesce(run_id, users.c.last_run_id),
+                updated_at=self._clock(),
+            )
+        )
+        async with self._write() as connection:
+            return bool((await connection.execute(statement)).rowcount)
+
+    async def mark_attributes_synced(
+        self, source: str, login: str, *, at: datetime | None = None
+    ) -> bool:
+        """Record an attribute sync of this user (sync-attributes, sync on activate)."""
+        at = at or self._clock()
+        statement = (
+            update(users)
+            .where(users.c.source == source, users.c.login == login)
+            .values(attributes_synced_at=at, updated_at=self._clock())
+        )
+        async with self._write() as connection:
+            return bool((await connection.execute(statement)).rowcount)
+
+    async def record_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Record a batch of hook decisions (from `DecisionRecorder`) in one transaction.
+
+        Each sets the user's last decision unless a later one is already recorded; a VERIFIED one
+        also sets `verified_at` ("verified, not yet confirmed" until an event or reconciliation
+        marks the user migrated). A VERIFIED user the ledger has never seen (imported by
+        something else) is recorded as `activated` under the deciding source; other decisions
+        about unknown users are not kept.
+        """
+        if not decisions:
+            return
+        now = self._clock()
+        # Key order, stable: see record_users (deadlocks between replicas).
+        decisions = sorted(decisions, key=lambda d: (d.source, d.login))
+        verified = [d for d in decisions if d.result == "verified"]
+        newcomers = (
+            self._insert(users)
+            .values(
+                source=bindparam("n_source"),
+                login=bindparam("n_login"),
+                okta_id=bindparam("n_okta_id"),
+                state=UserState.ACTIVATED,
+                native=False,
+                updated_at=bindparam("n_now", type_=UtcDateTime),
+            )
+            .on_conflict_do_nothing(index_elements=[users.c.source, users.c.login])
+        )
+        at = bindparam("d_at", type_=UtcDateTime)
+        result = bindparam("d_result", type_=users.c.last_decision.type)
+        latest = (
+            update(users)
+            .where(
+                users.c.source == bindparam("d_source"),
+                users.c.login == bindparam("d_login"),
+                or_(users.c.last_decision_at.is_(None), users.c.last_decision_at <= at),
+            )
+            .values(
+                last_decision=result,
+                last_decision_at=at,
+                verified_at=case((result == "verified", at), else_=users.c.verified_at),
+                okta_id=func.coalesce(
+                    users.c.okta_id, bindparam("d_okta_id", type_=users.c.okta_id.type)
+                ),
+                updated_at=bindparam("d_now", type_=UtcDateTime),
+            )
+        )
+        async with self._write() as connection:
+            if verified:
+                await connection.execute(
+                    newcomers,
+                    [
+                        {
+                            "n_source": d.source,
+                            "n_login": d.login,
+                            "n_okta_id": d.okta_id,
+                            "n_now": now,
+                        }
+                        for d in verified
+                    ],
+                )
+            await connection.execute(
+                latest,
+                [
+                    {
+                        "d_source": d.source,
+                        "d_login": d.login,
+                        "d_result": d.result,
+                        "d_at": d.at,
+                        "d_okta_id": d.okta_id,
+                        "d_now": now,
+                    }
+                    for d in decisions
+                ],
+            )
+
+    # Events
+
+    async def record_event(
+        self,
+        uuid: str,
+        type: str,
+        *,
+        outcome: str | None = None,
+        okta_user_id: str | None = None,
+        published_at: datetime | None = None,
+    ) -> bool:
+        """Record one Okta event; False when its uuid was recorded before (a redelivery)."""
+        (new,) = await self.record_events(
+            [OktaEvent(uuid, type, outcome, okta_user_id, published_at)]
+        )
+        return new
+
+    async def record_events(self, batch: Sequence[OktaEvent]) -> list[bool]:
+        """Record a delivery's events in one transaction; per event, True if seen for the first time.
+
+        `INSERT ... ON CONFLICT DO NOTHING RETURNING uuid`: of any number of concurrent
+        deliveries of one uuid, across replicas, exactly one gets True. A uuid repeated within
+        the batch is True once.
+        """
+        received = self._clock()
+        rows: dict[str, dict[str, Any]] = {}
+        for item in batch:
+            rows.setdefault(
+                item.uuid,
+                {
+                    "uuid": item.uuid,
+                    "type": item.type,
+                    "outcome": item.outcome,
+                    "okta_user_id": item.okta_user_id,
+                    "published_at": item.published_at,
+                    "received_at": received,
+                },
+            )
+        # In uuid order: two replicas inserting overlapping deliveries then wait for each other
+        # in one direction only; in delivery order PostgreSQL can find them deadlocked.
+        values = [rows[uuid] for uuid in sorted(rows)]
+        inserted: set[str] = set()
+        async with self._write() as connection:
+            for start in range(0, len(values), _EVENT_CHUNK):
+                insert: Insert = (
+                    self._insert(events)
+                    .values(values[start : start + _EVENT_CHUNK])
+                    .on_conflict_do_nothing(index_elements=[events.c.uuid])
+                    .returning(events.c.uuid)
+                )
+                inserted.update((await connection.execute(insert)).scalars())
+        answers = []
+        for item in batch:
+            answers.append(item.uuid in inserted)
+            inserted.discard(item.uuid)
+        return answers
+
+    async def event_counts(self) -> dict[tuple[str, str | None], int]:
+        """How many distinct events were recorded, per (type, outcome)."""
+        statement = select(events.c.type, events.c.outcome, func.count()).group_by(
+            events.c.type, events.c.outcome
+        )
+        async with self._read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return {(kind, outcome): count for kind, outcome, count in rows}
+
+    async def last_event_at(self, type: str) -> datetime | None:
+        """When the newest recorded event of this type was published (System Log backfill)."""
+        statement = select(func.max(events.c.published_at)).where(events.c.type == type)
+        async with self._read() as connection:
+            value: datetime | None = (await connection.execute(statement)).scalar_one()
+        return value
+
+    # Progress
+
+    async def progress(self) -> dict[str, SourceProgress]:
+        """Counts per source and state, with the migrated/verified/pending split, in one query."""
+        verified = users.c.verified_at.is_not(None).label("verified")
+        statement = select(
+            users.c.source,
+            users.c.state,
+            verified,
+            users.c.native,
+            func.count().label("users"),
+            func.max(users.c.verified_at).label("last_verified_at"),
+            func.max(users.c.migrated_at).label("last_migrated_at"),
+        ).group_by(users.c.source, users.c.state, verified, users.c.native)
+        async with self._read() as connection:
+            rows = (await connection.execute(statement)).all()
+        tallies: dict[str, _Tally] = {}
+        for row in rows:
+            tally = tallies.setdefault(row.source, _Tally(states={}))
+            state = UserState(row.state)
+            tally.states[state] = tally.states.get(state, 0) + row.users
+            if state is UserState.MIGRATED:
+                tally.migrated += row.users
+                tally.native += row.users if row.native else 0
+            elif state in PENDING_STATES:
+                if row.verified:
+                    tally.verified_unconfirmed += row.users
+                else:
+                    tally.pending += row.users
+            tally.last_verified_at = _later(tally.last_verified_at, row.last_verified_at)
+            tally.last_migrated_at = _later(tally.last_migrated_at, row.last_migrated_at)
+        return {
+            source: SourceProgress(
+                source=source,
+                states=tally.states,
+                migrated=tally.migrated,
+                native=tally.native,
+                verified_unconfirmed=tally.verified_unconfirmed,
+                pending=tally.pending,
+                last_verified_at=tally.last_verified_at,
+                last_migrated_at=tally.last_migrated_at,
+            )
+            for source, tally in sorted(tallies.items())
+        }
+
+    async def migrated_since(self, source: str, since: datetime) -> int:
+        """How many users of `source` migrated at or after `since` (e.g. the last 24 h)."""
+        statement = select(func.count()).where(
+            users.c.source == source, users.c.migrated_at >= since
+        )
+        async with self._read() as connection:
+            count: int = (await connection.execute(statement)).scalar_one()
+        return count
+
+    async def daily_migrations(
+        self, source: str, since: datetime, until: datetime | None = None
+    ) -> list[tuple[date, int]]:
+        """Users of `source` migrated per UTC day in [since, until), oldest day first."""
+        if self.dialect == "postgresql":
+            day = func.date(func.timezone("UTC", users.c.migrated_at))
+        else:
+            day = func.date(users.c.migrated_at)  # stored as UTC text
+        conditions = [users.c.source == source, users.c.migrated_at >= since]
+        if until is not None:
+            conditions.append(users.c.migrated_at < until)
+        statement = (
+            select(day.label("day"), func.count()).where(*conditions).group_by(day).order_by(day)
+        )
+        async with self._read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [
+            (value if isinstance(value, date) else date.fromisoformat(value), count)
+            for value, count in rows
+        ]
+
+    async def not_signed_in(
+        self, source: str, *, limit: int = 500, after: str | None = None
+    ) -> list[LedgerUser]:
+        """One page of the users of `source` in Okta with the hook who never signed in.
+
+        Ordered by login; pass the last login of a page as `after` for the next one.
+        """
+        statement = select(users).where(users.c.source == source, text(NOT_SIGNED_IN_SQL))
+        if after is not None:
+            statement = statement.where(users.c.login > after)
+        statement = statement.order_by(users.c.login).limit(limit)
+        async with self._read() as connection:
+            rows = (await connection.execute(statement)).all()
+        return [_user(row) for row in rows]

@@ -1,0 +1,1 @@
+"""Tests of gateway/ledger: every operation on SQLite and on PostgreSQL."""

@@ -1,0 +1,1 @@
+"""`gateway migrate` commands against the Entra and Okta emulators."""
