@@ -114,7 +114,8 @@ def _emulate_okta(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_or_report(path: str) -> GatewayConfig | None:
+def load_or_report(path: str) -> GatewayConfig | None:
+    """The config, or None after printing every problem by path (check-config, serve, migrate)."""
     try:
         return load_config(path)
     except ConfigError as err:
@@ -125,7 +126,7 @@ def _load_or_report(path: str) -> GatewayConfig | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     print(f"{args.config}: OK ({len(config.sources)} source(s), {len(config.routes)} route(s))")
@@ -133,7 +134,7 @@ def _check_config(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     configure_logging(config.logging.level, config.logging.format, config.logging.library_debug)
@@ -178,7 +179,7 @@ def _reload(args: argparse.Namespace) -> int:
 
     The file is validated here first, so a typo is reported before anything is sent.
     """
-    config = _load_or_report(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     if config.admin is not None:
@@ -427,7 +428,7 @@ async def _tune_garbage_collector(app: web.Application) -> None:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    config = _load_or_report(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     configure_logging("warning", "text")

@@ -21,7 +21,7 @@ from gateway.demo import okta_payload
 from gateway.emulators.entra import RunningEmulator
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, credential
 from tests.redis_server import free_port
-from tests.test_redis import _GatewayProcess
+from tests.test_redis import _GatewayProcess, _hook
 from tests.test_reload import ADMIN_SECRET, NINA, ConfigFile, northwind, reload
 
 __all__ = ["northwind"]  # the fixture, shared with tests/test_reload.py
@@ -91,19 +91,6 @@ async def _wait_for(url: str, sample: str, value: float) -> dict[str, float]:
             return samples
         await asyncio.sleep(0.1)
     raise AssertionError(f"{sample} never reached {value}: {samples}")
-
-
-async def _hook(url: str, username: str, password: str) -> str:
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            url + HOOK_PATH,
-            json=okta_payload(username, password),
-            headers={"Authorization": HOOK_SECRET},
-        ) as response,
-    ):
-        assert response.status == 200
-        return credential(await response.json())
 
 
 async def test_add_remove_and_refuse_sources_under_load(

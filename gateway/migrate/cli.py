@@ -30,9 +30,10 @@ def add_migrate_parser(commands: Any) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     """`gateway migrate import`; exit 0 when no user failed."""
+    from gateway.cli import load_or_report
     from gateway.migrate import commands
 
-    config = commands.load(args.config)
+    config = load_or_report(args.config)
     if config is None:
         return 1
     problem = commands.import_problem(config, args.source)

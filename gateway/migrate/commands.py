@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, default_ledger_url, open_ledger
 from gateway.migrate.importer import Importer, write_report
 from gateway.migrate.mapping import graph_attributes
@@ -54,17 +54,6 @@ async def run_import(config: GatewayConfig, args: argparse.Namespace) -> int:
         print(f"run {outcome.run_id} (undo with: gateway migrate rollback --run {outcome.run_id})")
     print(outcome.last_line(args.dry_run))
     return 0 if outcome.counts["failed"] == 0 else 1
-
-
-def load(path: str) -> GatewayConfig | None:
-    """The config, or None after printing every problem."""
-    try:
-        return load_config(path)
-    except ConfigError as err:
-        print(f"{path}: {len(err.problems)} problem(s)", file=sys.stderr)
-        for line in err.lines():
-            print(f"  {line}", file=sys.stderr)
-        return None
 
 
 def import_problem(config: GatewayConfig, source: str) -> str | None:
