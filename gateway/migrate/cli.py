@@ -27,6 +27,22 @@ def add_migrate_parser(commands: Any) -> None:
     imp.add_argument("--report", type=Path, default=None, help="CSV of every user not created")
     imp.set_defaults(run=run_import)
 
+    prepare = verbs.add_parser(
+        "prepare", help="set the password hook on STAGED users and activate them without email"
+    )
+    prepare.add_argument("-c", "--config", required=True)
+    prepare.add_argument("--dry-run", action="store_true", help="write nothing; print counts")
+    prepare.add_argument("--report", type=Path, default=None, help="CSV of every user not done")
+    prepare.set_defaults(run=run_prepare)
+
+    rollback = verbs.add_parser(
+        "rollback", help="delete the users an import run created that have not signed in yet"
+    )
+    rollback.add_argument("-c", "--config", required=True)
+    rollback.add_argument("--run", dest="run_id", type=int, required=True, help="the import run id")
+    rollback.add_argument("--dry-run", action="store_true", help="write nothing; print counts")
+    rollback.set_defaults(run=run_rollback)
+
 
 def run_import(args: argparse.Namespace) -> int:
     """`gateway migrate import`; exit 0 when no user failed."""
@@ -42,3 +58,17 @@ def run_import(args: argparse.Namespace) -> int:
         return 1
     configure_logging("warning", "text")
     return asyncio.run(commands.run_import(config, args))
+
+
+def run_prepare(args: argparse.Namespace) -> int:
+    """`gateway migrate prepare`: the seed's flow 01 for users left STAGED."""
+    from gateway.migrate import prepare
+
+    return prepare.main(args)
+
+
+def run_rollback(args: argparse.Namespace) -> int:
+    """`gateway migrate rollback`: undo a mistaken import run."""
+    from gateway.migrate import rollback
+
+    return rollback.main(args)

@@ -318,7 +318,10 @@ async def test_one_source_stays_correct_through_20000_verifications() -> None:
     running = await start_emulator(directory)
     users = [(u.username, u.password) for u in directory.users if u.username.startswith("user")]
     assert len(users) == 2_000
-    src = AzureAdSource(source_config(running.url, max_connections=32))
+    # Correctness, not latency: generous timeouts, so a loaded CI machine does not turn a slow
+    # answer into a "mistake".
+    timeouts = {"connect_seconds": 10.0, "read_seconds": 20.0}
+    src = AzureAdSource(source_config(running.url, max_connections=32, timeouts=timeouts))
     await src.start()
     mistakes: list[tuple[int, str]] = []
     semaphore = asyncio.Semaphore(32)
