@@ -43,6 +43,31 @@ def add_migrate_parser(commands: Any) -> None:
     rollback.add_argument("--dry-run", action="store_true", help="write nothing; print counts")
     rollback.set_defaults(run=run_rollback)
 
+    sync = verbs.add_parser(
+        "sync-attributes", help="copy changed source attributes to the Okta profiles"
+    )
+    sync.add_argument("-c", "--config", required=True)
+    sync.add_argument("--source", required=True)
+    sync.add_argument("--dry-run", action="store_true", help="write nothing; print counts")
+    sync.add_argument("--login", default=None, help="only this Okta login")
+    sync.add_argument(
+        "--deactivate-gone", action="store_true", help="deactivate users gone from the source"
+    )
+    sync.set_defaults(run=run_sync_attributes)
+
+    hooks = verbs.add_parser(
+        "register-hooks", help="create or update the password import (and event) hook in Okta"
+    )
+    hooks.add_argument("-c", "--config", required=True)
+    hooks.add_argument(
+        "--force", action="store_true", help="re-send the hook's channel and secret (rotation)"
+    )
+    hooks.set_defaults(run=run_register_hooks)
+
+    check = verbs.add_parser("check", help="preflight: Okta API, hooks, sources, ledger")
+    check.add_argument("-c", "--config", required=True)
+    check.set_defaults(run=run_check)
+
 
 def run_import(args: argparse.Namespace) -> int:
     """`gateway migrate import`; exit 0 when no user failed."""
@@ -72,3 +97,24 @@ def run_rollback(args: argparse.Namespace) -> int:
     from gateway.migrate import rollback
 
     return rollback.main(args)
+
+
+def run_sync_attributes(args: argparse.Namespace) -> int:
+    """`gateway migrate sync-attributes`: the seed's attribute flow."""
+    from gateway.migrate import sync
+
+    return sync.main(args)
+
+
+def run_register_hooks(args: argparse.Namespace) -> int:
+    """`gateway migrate register-hooks`: the hooks Okta needs, created once."""
+    from gateway.migrate import hooks
+
+    return hooks.main(args)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    """`gateway migrate check`: one PASS/WARN/FAIL line per check; exit 1 on any FAIL."""
+    from gateway.migrate import check
+
+    return check.main(args)
