@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from plugins.sync_bridge import run_sync
 
@@ -63,8 +63,30 @@ async def iter_users(
         next_url = link if isinstance(link, str) else None
 
 
+async def get_user(source: AzureAdSource, upn: str, select: Sequence[str]) -> dict[str, Any] | None:
+    """Graph's "Get user" by UPN with `select`; None when Graph has no such user (404)."""
+    # `@` stays literal (Graph's documented form); anything else odd in a UPN is escaped.
+    url = (
+        f"{source.settings.graph_endpoint}/v1.0/users/{quote(upn, safe='@')}"
+        f"?{urlencode({'$select': ','.join(select)})}"
+    )
+    return await _get_json(source, url, missing=None)
+
+
 async def _page(source: AzureAdSource, url: str) -> dict[str, Any]:
-    """One page, retrying throttling (Retry-After), 5xx and an expired token a few times."""
+    """One page of a listing; an unknown group is an error."""
+    page = await _get_json(source, url, missing="group_not_found")
+    assert page is not None
+    return page
+
+
+async def _get_json(
+    source: AzureAdSource, url: str, *, missing: str | None
+) -> dict[str, Any] | None:
+    """GET a Graph object, retrying throttling (Retry-After), 5xx and an expired token.
+
+    A 404 raises `missing` as the reason, or answers None when `missing` is None.
+    """
     client = source.http_client
     assert client is not None
     for attempt in range(MAX_ATTEMPTS):
@@ -80,7 +102,9 @@ async def _page(source: AzureAdSource, url: str) -> dict[str, Any]:
                 raise DirectoryListError("bad_response")
             return page
         if status == 404:
-            raise DirectoryListError("group_not_found")
+            if missing is None:
+                return None
+            raise DirectoryListError(missing)
         if status == 403:
             raise DirectoryListError("graph_forbidden")
         if status not in (401, 429) and status < 500:

@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from gateway.config import GatewayConfig
 from gateway.ledger import (
@@ -54,8 +52,7 @@ from gateway.migrate.mapping import graph_attributes, map_user
 from gateway.migrate.settings import REQUIRED_OKTA_ATTRIBUTES, MigrationSourceConfig
 from gateway.okta_api import OktaApiClient, OktaApiError
 from plugins.azure_ad import AzureAdSource
-from plugins.entra_directory import MAX_ATTEMPTS, DirectoryListError, _retry_after
-from plugins.sync_bridge import run_sync
+from plugins.entra_directory import DirectoryListError, get_user
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +136,7 @@ class AttributeSync:
             # Looking the login up instead could update someone else's account.
             return "failed", "no Okta id in the ledger"
         try:
-            source_user = await graph_user(self.directory, user.login, self.select)
+            source_user = await get_user(self.directory, user.login, self.select)
         except DirectoryListError as err:
             return "failed", f"graph: {err.reason}"
         try:
@@ -199,47 +196,6 @@ class AttributeSync:
 def _profile(okta_user: dict[str, Any]) -> dict[str, Any]:
     profile = okta_user.get("profile")
     return profile if isinstance(profile, dict) else {}
-
-
-async def graph_user(
-    source: AzureAdSource, upn: str, select: Sequence[str]
-) -> dict[str, Any] | None:
-    """Graph's "Get user" by UPN with `select`; None when Graph has no such user (404).
-
-    Retries throttling (Retry-After), 5xx and an expired token like the directory listing.
-    """
-    client = source.http_client
-    assert client is not None
-    # `@` stays literal (Graph's documented form); anything else odd in a UPN is escaped.
-    url = (
-        f"{source.settings.graph_endpoint}/v1.0/users/{quote(upn, safe='@')}"
-        f"?{urlencode({'$select': ','.join(select)})}"
-    )
-    for attempt in range(MAX_ATTEMPTS):
-        token = await source.graph_token(refresh=attempt > 0)
-        response = await run_sync(client.get, url, None, {"Authorization": f"Bearer {token}"})
-        status = response.status_code
-        if status == 200:
-            try:
-                user = json.loads(response.text)
-            except ValueError:
-                raise DirectoryListError("bad_response") from None
-            if not isinstance(user, dict):
-                raise DirectoryListError("bad_response")
-            return user
-        if status == 404:
-            return None
-        if status == 403:
-            raise DirectoryListError("graph_forbidden")
-        if status not in (401, 429) and status < 500:
-            raise DirectoryListError(f"http_{status}")
-        delay = _retry_after(response.headers.get("Retry-After"), attempt)
-        logger.warning(
-            "graph user read retried",
-            extra={"source": source.name, "status": status, "wait": delay},
-        )
-        await asyncio.sleep(delay)
-    raise DirectoryListError("retries_exhausted")
 
 
 def main(args: argparse.Namespace) -> int:
