@@ -6,9 +6,12 @@ import argparse
 import contextlib
 import os
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, default_ledger_url, open_ledger
@@ -113,20 +116,27 @@ async def _ledger(config: GatewayConfig) -> AsyncIterator[Ledger]:
 
 
 class _Progress:
-    """A counter on one line at a terminal, a line every 1,000 users otherwise."""
+    """A tqdm bar at a terminal (users done, rate, results); a line every 1,000 users otherwise."""
 
     def __init__(self, stream: Any) -> None:
         self.stream = stream
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.count = 0
+        self.results: Counter[str] = Counter()
+        self.bar: tqdm[Any] | None = None
+        if bool(getattr(stream, "isatty", lambda: False)()):
+            self.bar = tqdm(file=stream, unit=" users", desc="import", dynamic_ncols=True)
 
     def tick(self, result: str) -> None:
+        """One more user done, with its result."""
         self.count += 1
-        if self.tty:
-            self.stream.write(f"\rimported {self.count} users...")
+        self.results[result] += 1
+        if self.bar is not None:
+            self.bar.update()
+            self.bar.set_postfix(self.results, refresh=False)
         elif self.count % 1000 == 0:
             self.stream.write(f"progress: {self.count} users\n")
 
     def done(self) -> None:
-        if self.tty and self.count:
-            self.stream.write("\n")
+        """Close the bar (the last line is printed after it)."""
+        if self.bar is not None:
+            self.bar.close()
