@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, RunCommand, UserState
 from gateway.migrate.mapping import MappedUser, map_user
+from gateway.migrate.tally import last_line
 from gateway.okta_api import DUPLICATE_LOGIN_CAUSE, VALIDATION_FAILED, OktaApiClient, OktaApiError
 from gateway.routing import Router
 
@@ -42,9 +43,7 @@ class ImportOutcome:
 
     def last_line(self, dry_run: bool) -> str:
         """`import: listed=N created=N native=N existing=N skipped=N failed=N [dry_run=1]`."""
-        listed = sum(self.counts[r] for r in RESULTS)
-        line = f"import: listed={listed} " + " ".join(f"{r}={self.counts[r]}" for r in RESULTS)
-        return line + (" dry_run=1" if dry_run else "")
+        return last_line("import", self.counts, RESULTS, total="listed", dry_run=dry_run)
 
 
 class Importer:

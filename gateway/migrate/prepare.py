@@ -28,6 +28,7 @@ from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, RunCommand, UserState
 from gateway.migrate.commands import _ledger, okta_client
 from gateway.migrate.importer import write_report
+from gateway.migrate.tally import last_line
 from gateway.okta_api import ALREADY_ACTIVE, NOT_FOUND, OktaApiClient, OktaApiError
 from gateway.routing import Router
 
@@ -51,8 +52,7 @@ class PrepareOutcome:
 
     def last_line(self, dry_run: bool) -> str:
         """`prepare: staged=N hooked=N activated=N skipped=N failed=N [dry_run=1]`."""
-        line = "prepare: " + " ".join(f"{name}={self.counts[name]}" for name in COUNTS)
-        return line + (" dry_run=1" if dry_run else "")
+        return last_line("prepare", self.counts, COUNTS, dry_run=dry_run)
 
 
 def has_hook(user: dict[str, Any]) -> bool:

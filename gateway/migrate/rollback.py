@@ -42,6 +42,7 @@ from gateway.ledger import (
     open_ledger,
 )
 from gateway.logs import configure_logging
+from gateway.migrate.tally import last_line
 from gateway.okta_api import OktaApiClient, OktaApiError
 
 logger = logging.getLogger(__name__)
@@ -59,10 +60,7 @@ class RollbackOutcome:
 
     def last_line(self) -> str:
         """`rollback: candidates=N deleted=N kept=N failed=N`."""
-        candidates = sum(self.counts[r] for r in RESULTS)
-        return f"rollback: candidates={candidates} " + " ".join(
-            f"{r}={self.counts[r]}" for r in RESULTS
-        )
+        return last_line("rollback", self.counts, RESULTS, total="candidates")
 
 
 class Rollback:

@@ -50,6 +50,7 @@ from gateway.ledger import (
 from gateway.logs import configure_logging
 from gateway.migrate.mapping import graph_attributes, map_user
 from gateway.migrate.settings import REQUIRED_OKTA_ATTRIBUTES, MigrationSourceConfig
+from gateway.migrate.tally import last_line
 from gateway.okta_api import OktaApiClient, OktaApiError
 from plugins.azure_ad import AzureAdSource
 from plugins.entra_directory import DirectoryListError, get_user
@@ -70,10 +71,7 @@ class SyncOutcome:
 
     def last_line(self) -> str:
         """`sync-attributes: checked=N updated=N unchanged=N gone=N failed=N`."""
-        checked = sum(self.counts[r] for r in RESULTS)
-        return f"sync-attributes: checked={checked} " + " ".join(
-            f"{r}={self.counts[r]}" for r in RESULTS
-        )
+        return last_line("sync-attributes", self.counts, RESULTS, total="checked")
 
 
 class AttributeSync:
