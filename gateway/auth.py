@@ -5,8 +5,27 @@ from __future__ import annotations
 import hmac
 
 from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.config import HookAuthConfig
+
+class HookAuthConfig(BaseModel):
+    """Inbound authentication: the caller sends `header: <secret>` exactly as configured.
+
+    Used by the password hook (`okta.auth`), the event hook (`migration.event_hook.auth`) and the
+    admin listener (`admin.auth`); several secrets allow a rotation without downtime.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    header: str = "Authorization"
+    secrets: list[SecretStr] = Field(min_length=1)
+
+    @field_validator("secrets")
+    @classmethod
+    def _no_empty_secret(cls, value: list[SecretStr]) -> list[SecretStr]:
+        if any(len(s.get_secret_value()) < 8 for s in value):
+            raise ValueError("every secret must be at least 8 characters")
+        return value
 
 
 def header_matches(request: web.Request, auth: HookAuthConfig) -> bool:

@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
 )
 
+from gateway.auth import HookAuthConfig
 from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
 from plugins.base import SourceConfig, is_loopback_http
 from plugins.registry import UnknownSourceType, available_types, source_class
@@ -83,20 +84,6 @@ class ServerConfig(_Strict):
     tls: TlsConfig | None = None
     # Where `serve` writes its pid, so `gateway reload` can signal it when there is no admin port.
     pid_file: str | None = None
-
-
-class HookAuthConfig(_Strict):
-    """Inbound authentication: Okta sends `header: <secret>` exactly as configured."""
-
-    header: str = "Authorization"
-    secrets: list[SecretStr] = Field(min_length=1)
-
-    @field_validator("secrets")
-    @classmethod
-    def _no_empty_secret(cls, value: list[SecretStr]) -> list[SecretStr]:
-        if any(len(s.get_secret_value()) < 8 for s in value):
-            raise ValueError("every secret must be at least 8 characters")
-        return value
 
 
 class AdminConfig(_Strict):

@@ -89,6 +89,19 @@ class DecisionRecorder:
         else:
             await self._drain()
 
+    async def abandon(self) -> int:
+        """Stop without writing (the ledger never opened); how many decisions were dropped."""
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        lost = len(self._queue)
+        self._queue.clear()
+        self.dropped += lost
+        return lost
+
     async def _run(self) -> None:
         """Write a batch whenever one is full or `flush_seconds` passed, until closed."""
         while not self._closing:

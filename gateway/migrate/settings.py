@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
+
+from gateway.auth import HookAuthConfig
 
 # Graph user properties an import may map (Graph v1.0 `user` resource; strings or string lists).
 GRAPH_USER_ATTRIBUTES = frozenset(
@@ -71,11 +82,48 @@ class MigrationSourceConfig(_Strict):
     profile: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROFILE))
 
 
+# Event types the event hook acts on; any other type is recorded and counted as `other`.
+IMPORT_PASSWORD_EVENT = "user.import.password"  # noqa: S105 - an event type
+ACTIVATE_EVENT = "user.lifecycle.activate"
+CREATE_EVENT = "user.lifecycle.create"
+APP_MEMBERSHIP_EVENT = "application.user_membership.add"
+PREPARE_EVENTS = (CREATE_EVENT, APP_MEMBERSHIP_EVENT)
+
+
+class EventHookConfig(_Strict):
+    """Okta's event hook into the gateway (`GET` verification, `POST` deliveries)."""
+
+    path: str = "/okta/events"
+    auth: HookAuthConfig
+    # Okta delivers at most a few hundred events per request; a batch is a few hundred KB.
+    max_body_bytes: StrictInt = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    # Where Okta calls it, for `migrate register-hooks` (default: okta.hook_url's origin + path).
+    url: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute_path(cls, value: str) -> str:
+        if not value.startswith("/") or " " in value:
+            raise ValueError("must be an absolute URL path such as /okta/events")
+        return value
+
+
 class MigrationConfig(_Strict):
     """The `migration:` section."""
 
     ledger: str | None = None  # a SQLAlchemy URL; default: ledger.db in $STATE_DIRECTORY or here
     sources: dict[str, MigrationSourceConfig] = Field(default_factory=dict)
+    event_hook: EventHookConfig | None = None
+    # Events that prepare a STAGED user (set the hook, activate without email), as `migrate
+    # prepare` does for one user.
+    prepare_on: list[Literal["user.lifecycle.create", "application.user_membership.add"]] = Field(
+        default_factory=list
+    )
+    # With application.user_membership.add: only assignments to this Okta app id count.
+    prepare_app_id: str | None = None
+    sync_on_activate: StrictBool = False  # copy source attributes when a user is activated
+    # A source is ready to retire when nobody is pending, or nobody was verified for this long.
+    retire_after_days: StrictInt = Field(14, ge=1, le=3650)
 
 
 def migration_problems(
@@ -105,6 +153,14 @@ def migration_problems(
         fallback = settings.email_fallback
         if fallback is not None and fallback not in GRAPH_USER_ATTRIBUTES:
             problems.append((f"{here}.email_fallback", f"unknown Graph attribute {fallback!r}"))
+    if APP_MEMBERSHIP_EVENT in migration.prepare_on and migration.prepare_app_id is None:
+        problems.append(
+            ("migration.prepare_app_id", f"needed with {APP_MEMBERSHIP_EVENT} in prepare_on")
+        )
+    if (migration.prepare_on or migration.sync_on_activate) and migration.event_hook is None:
+        problems.append(
+            ("migration.event_hook", "prepare_on and sync_on_activate need the event hook")
+        )
     if api is not None and (api.token is None) == (api.oauth is None):
         problems.append(("okta.api", "give exactly one of token or oauth"))
     return problems
