@@ -24,12 +24,9 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 # The reason of a plain upstream success; anything else is counted in gateway_upstream_errors_total.
 SUCCESS_REASON = "ok"
-# Reason codes seen often enough to export at 0 from start-up, so alerts see a series.
-KNOWN_UPSTREAM_CODES = (
-    "aadsts_50126", "aadsts_50034", "aadsts_50053", "aadsts_50057", "aadsts_50055",
-    "aadsts_50076", "aadsts_53003", "aadsts_50196", "aadsts_90055", "http_429", "http_5xx",
-    "timeout", "network", "bad_response", "other",
-)  # fmt: skip
+# Reason codes every source type can answer, exported at 0 from start-up so alerts see a series;
+# each type adds its own (`Source.known_reasons`, e.g. Entra's aadsts_*) through declare_codes.
+KNOWN_UPSTREAM_CODES = ("http_429", "http_5xx", "timeout", "network", "bad_response", "other")
 
 
 class GatewayMetrics:
@@ -62,6 +59,14 @@ class GatewayMetrics:
             ["source", "code"],
             registry=r,
         )
+        self.source_misconfigured = Counter(
+            "gateway_source_misconfigured_total",
+            "Answers saying the gateway's settings for a source are wrong (each source type "
+            "declares which of its reason codes mean that), by source and code.",
+            ["source", "code"],
+            registry=r,
+        )
+        self._misconfigured: dict[str, frozenset[str]] = {}
         self.rate_limited = Counter(
             "gateway_rate_limited_total", "Requests refused by a limit.", ["limit"], registry=r
         )
@@ -140,10 +145,19 @@ class GatewayMetrics:
             for result in ("hit", "miss"):
                 self.cache_requests.labels(cache=cache, result=result)
 
-    def declare_codes(self, source: str, codes: Iterable[str]) -> None:
-        """Export a source type's own reason codes at 0 (alerts need the series to exist)."""
+    def declare_codes(
+        self, source: str, codes: Iterable[str], misconfigured: Iterable[str] = ()
+    ) -> None:
+        """Export a source type's own reason codes at 0 (alerts need the series to exist).
+
+        `misconfigured`: the type's reasons that mean its settings are wrong; answers with one
+        of them are also counted in gateway_source_misconfigured_total.
+        """
         for code in codes:
             self.upstream_errors.labels(source=source, code=code)
+        self._misconfigured[source] = frozenset(misconfigured)
+        for code in self._misconfigured[source]:
+            self.source_misconfigured.labels(source=source, code=code)
 
     def declare_sources(self, names: Iterable[str]) -> None:
         """Export each source's series at 0 before its first request."""
@@ -183,3 +197,7 @@ class GatewayMetrics:
             self.verification_seconds.labels(source=verdict.source).observe(seconds)
             if verdict.reason != SUCCESS_REASON:
                 self.upstream_errors.labels(source=verdict.source, code=verdict.reason).inc()
+                if verdict.reason in self._misconfigured.get(verdict.source, ()):
+                    self.source_misconfigured.labels(
+                        source=verdict.source, code=verdict.reason
+                    ).inc()

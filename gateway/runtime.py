@@ -178,7 +178,7 @@ class Runtime:
             )
         )
         metrics.declare_sources([name])
-        metrics.declare_codes(name, source.known_reasons)
+        metrics.declare_codes(name, source.known_reasons, source.misconfiguration_reasons)
 
     def _generation(
         self, config: GatewayConfig, sources: dict[str, Source], previous: Generation | None

@@ -203,6 +203,7 @@ class AzureAdSource(Source):
             | {50126, 50034, 50053, 50057, 50135}
         )} | {"adfs_failed_authentication", "unsupported_characters"}
     )  # fmt: skip
+    misconfiguration_reasons: ClassVar[frozenset[str]] = MISCONFIGURATION_REASONS
     # Pass-through agents or on-premises AD unreachable: the tenant is in trouble for everyone.
     outage_reasons: ClassVar[frozenset[str]] = OUTAGE_REASONS | frozenset(
         f"aadsts_{code}" for code in TRANSIENT_CODES

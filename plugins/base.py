@@ -210,6 +210,11 @@ class Source(abc.ABC):
     # Unavailable reasons that say the directory itself is in trouble, whoever asks: only these
     # feed the circuit breaker. Content-driven failures (`bad_response`, `other`) must not.
     outage_reasons: ClassVar[frozenset[str]] = OUTAGE_REASONS
+    # Reasons that say the gateway's own settings for this source are wrong (a bad client
+    # secret, a missing consent), not the user's password: every user of the source fails until
+    # an admin fixes it. Counted in gateway_source_misconfigured_total{source,code}, which the
+    # MisconfigurationCodesSeen alert watches whatever the source type.
+    misconfiguration_reasons: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: SourceConfig) -> None:
         self.config = config

@@ -240,6 +240,20 @@ def _sources_row(builder: dash.Dashboard) -> None:
     )
     builder.with_panel(
         _timeseries(
+            "Misconfiguration answers",
+            "Answers whose code the source's type declares as misconfiguration (a wrong client "
+            "secret, missing consent, a refused grant type): every user of that source gets "
+            "UNVERIFIED until an admin fixes the settings. Should be empty.",
+            "reqps",
+        ).with_target(
+            _query(
+                f"sum by (source, code) (rate(gateway_source_misconfigured_total[{RATE}])) > 0",
+                "{{source}} {{code}}",
+            )
+        )
+    )
+    builder.with_panel(
+        _timeseries(
             "Verifications by source and result",
             "verified: password right; denied: the source said no; unavailable: the source "
             "could not answer (outage, timeout, throttling, misconfiguration).",

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from gateway.metrics import GatewayMetrics
+from plugins.azure_ad import AzureAdSource
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD_JSON = ROOT / "deploy" / "grafana" / "gateway-dashboard.json"
@@ -42,6 +43,10 @@ def exported_names() -> set[str]:
     """Every sample name a gateway with one source exports (`_total`, `_bucket`, ... included)."""
     metrics = GatewayMetrics()
     metrics.declare_sources(["entra"])
+    # As the runtime does for an azure_ad source: its own codes and misconfiguration codes.
+    metrics.declare_codes(
+        "entra", AzureAdSource.known_reasons, AzureAdSource.misconfiguration_reasons
+    )
     metrics.config_loaded("0123456789ab")  # as every gateway does once its config is loaded
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
 
