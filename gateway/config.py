@@ -165,6 +165,17 @@ class UsernameRewrite(_Strict):
         return value
 
 
+class ShadowConfig(_Strict):
+    """Verify a sample of a route's calls against a second source too, off the hot path.
+
+    Opt-in: it sends those users' passwords to that second system (gateway/shadow.py).
+    """
+
+    source: str
+    sample: StrictFloat = Field(0.1, gt=0, le=1)
+    queue_size: StrictInt = Field(1000, ge=1, le=100_000)
+
+
 class RouteConfig(_Strict):
     """One routing rule; routes are tried in order, the first match wins."""
 
@@ -172,6 +183,7 @@ class RouteConfig(_Strict):
     match: RouteMatch
     sources: list[str] = Field(min_length=1)
     rewrite: UsernameRewrite | None = None
+    shadow: ShadowConfig | None = None
 
 
 class LoggingConfig(_Strict):
@@ -571,6 +583,13 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
     if top is not None:
         types = {s.name: s.type for s in sources}
         problems.extend(migration_problems(top.migration, types, top.okta.api))
+        if top.migration.prepare_on or top.migration.sync_on_activate:
+            # The event hook's follow-up actions (prepare, sync on activate) call Okta's API.
+            for path, value in (("okta.org_url", top.okta.org_url), ("okta.api", top.okta.api)):
+                if value is None:
+                    problems.append(
+                        (path, "needed by migration.prepare_on and migration.sync_on_activate")
+                    )
     if problems or top is None:
         raise ConfigError(_without_follow_ons(problems, expansion))
     return GatewayConfig(
@@ -609,6 +628,17 @@ def _cross_reference_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
         rewrite = route.get("rewrite")
         if isinstance(rewrite, dict) and ("pattern" in rewrite) != ("replacement" in rewrite):
             problems.append((f"routes[{r}].rewrite", "pattern and replacement go together"))
+        shadow = route.get("shadow")
+        shadow_source = shadow.get("source") if isinstance(shadow, dict) else None
+        if isinstance(shadow_source, str):
+            if shadow_source not in names:
+                problems.append(
+                    (f"routes[{r}].shadow.source", f"no source is named {shadow_source!r}")
+                )
+            elif shadow_source in _list(route_sources):
+                problems.append(
+                    (f"routes[{r}].shadow.source", "must not be one of the route's own sources")
+                )
     return problems
 
 

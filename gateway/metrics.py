@@ -59,6 +59,20 @@ class GatewayMetrics:
             ["source", "code"],
             registry=r,
         )
+        self.shadow_verifications = Counter(
+            "gateway_shadow_verifications_total",
+            "Shadow verifications of a route's calls against its shadow source, by whether that "
+            "source agreed with the answer Okta got (same, different, unavailable).",
+            ["route", "agreement"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "gateway_shadow_dropped_total",
+            "Shadow verifications not made: queue_full (the route's queue) or expired (not done "
+            "within one budget).",
+            ["route", "reason"],
+            registry=r,
+        )
         self.source_misconfigured = Counter(
             "gateway_source_misconfigured_total",
             "Answers saying the gateway's settings for a source are wrong (each source type "

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from gateway.config import RouteConfig
+from gateway.config import RouteConfig, ShadowConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +16,7 @@ class RouteMatch:
     route: str
     sources: tuple[str, ...]
     username: str
+    shadow: ShadowConfig | None = None
 
 
 class _CompiledRoute:
@@ -24,6 +25,7 @@ class _CompiledRoute:
     def __init__(self, index: int, config: RouteConfig) -> None:
         self.name = config.name or f"routes[{index}]"
         self.sources = tuple(config.sources)
+        self.shadow = config.shadow
         self.domains = frozenset(config.match.domains or ())
         self.regex = re.compile(config.match.regex, re.IGNORECASE) if config.match.regex else None
         rewrite = config.rewrite
@@ -51,11 +53,17 @@ class Router:
     def __init__(self, routes: Sequence[RouteConfig]) -> None:
         self._routes = [_CompiledRoute(i, r) for i, r in enumerate(routes)]
 
+    def shadowed_routes(self) -> list[str]:
+        """The names of the routes with a shadow source."""
+        return [route.name for route in self._routes if route.shadow is not None]
+
     def route(self, username: str) -> RouteMatch | None:
         """Return the route for a username, or None when no route takes it."""
         typed = username.strip()
         for route in self._routes:
             if route.matches(typed):
                 # Sources get what the person typed unless the route says how to rewrite it.
-                return RouteMatch(route.name, route.sources, route.rewrite(username))
+                return RouteMatch(
+                    route.name, route.sources, route.rewrite(username), route.shadow
+                )
         return None

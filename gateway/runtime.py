@@ -34,6 +34,7 @@ from gateway.logs import UsernameRedactor, apply_log_levels
 from gateway.metrics import GatewayMetrics
 from gateway.protection import KeyMaker, SingleFlight
 from gateway.service import PasswordImportService
+from gateway.shadow import ShadowRunner
 from gateway.state import Namespace, SharedState
 from plugins.base import Source, SourceConfig, SourceServices, derive_key
 from plugins.registry import source_class
@@ -145,6 +146,8 @@ class Runtime:
         # Shared by every generation: a request retried by Okta during a swap still joins the
         # call in flight (keys differ whenever the source's settings do).
         self._single_flight = SingleFlight()
+        # Shadow verifications outlive a reload like the single flight does (gateway/shadow.py).
+        self._shadow = ShadowRunner(metrics)
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retiring: list[Source] = []  # closed by `close` if shutdown comes first
@@ -192,7 +195,10 @@ class Runtime:
             fingerprints={n: source_fingerprint(s.config) for n, s in sources.items()},
             single_flight=self._single_flight,
             previous=previous.service if previous else None,
+            shadow=self._shadow,
         )
+        for route in service.router.shadowed_routes():
+            self._shadow.declare_route(route)
         return Generation(
             config, sources, service, UsernameRedactor(config.logging.usernames, self._secret)
         )
@@ -207,6 +213,7 @@ class Runtime:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._shadow.close()
         for source in [*reversed(list(self.current.sources.values())), *self._retiring]:
             await source.close()
         self._retiring.clear()

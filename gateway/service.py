@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, ShadowConfig
 from gateway.metrics import GatewayMetrics
 from gateway.protection import (
     AttemptLimits,
@@ -22,6 +22,7 @@ from gateway.protection import (
     limiter_username,
 )
 from gateway.routing import Router
+from gateway.shadow import ShadowJob, ShadowRunner
 from gateway.state import Admission, Namespace, SharedState, Window
 from plugins.base import Result, Source, Verdict
 
@@ -82,8 +83,11 @@ class PasswordImportService:
         fingerprints: Mapping[str, str] | None = None,
         single_flight: SingleFlight | None = None,
         previous: PasswordImportService | None = None,
+        shadow: ShadowRunner | None = None,
     ) -> None:
         self.router = Router(config.routes)
+        self.budget_seconds = config.budget_seconds
+        self.shadow = shadow
         self.sources = dict(sources)
         self.metrics = metrics
         self.keys = keys
@@ -157,16 +161,60 @@ class PasswordImportService:
         except _Refused as refused:
             return Decision(False, refused.reason, match.route)
         finally:
-            task = asyncio.current_task()
-            # Cancelled (the handler's deadline, shutdown): keep the slot rather than wait on a
-            # store that may be what is stalling; a kept slot only errs on the strict side.
-            cancelled = task is not None and task.cancelling() > 0
-            if attempt.reserved and not attempt.spent and not cancelled:
-                await self.protection.release([w.key for w in attempt.windows], attempt.token)
+            await self._settle(attempt)
         verdict = verdicts[-1]
+        if match.shadow is not None and verdict.definitive and self.shadow is not None:
+            self._offer_shadow(match.route, match.shadow, match.username, password, verdict)
         return Decision(
             verdict.verified, verdict.reason, match.route, verdict.source, tuple(verdicts)
         )
+
+    async def _settle(self, attempt: _Attempt) -> None:
+        """Give the attempt's slots back unless it was spent (a wrong or unknown password)."""
+        task = asyncio.current_task()
+        # Cancelled (the handler's deadline, shutdown): keep the slot rather than wait on a
+        # store that may be what is stalling; a kept slot only errs on the strict side.
+        cancelled = task is not None and task.cancelling() > 0
+        if attempt.reserved and not attempt.spent and not cancelled:
+            await self.protection.release([w.key for w in attempt.windows], attempt.token)
+
+    def _offer_shadow(
+        self, route: str, shadow: ShadowConfig, username: str, password: str, verdict: Verdict
+    ) -> None:
+        """Queue a sample of a route's definitive answers for its shadow source (no await)."""
+        assert self.shadow is not None
+        if not self.shadow.sampled(shadow.sample):
+            return
+        deadline = asyncio.get_running_loop().time() + self.budget_seconds
+        job = ShadowJob(route, shadow.source, username, password, verdict.verified, deadline, self)
+        self.shadow.offer(job, shadow.queue_size)
+
+    async def shadow_verify(
+        self, source_name: str, username: str, password: str, deadline: float
+    ) -> Verdict:
+        """Verify a pair against a shadow source, with that source's own per-user budget.
+
+        The budget is keyed apart from the route's (`shadow`, source, user), so shadowing
+        neither spends the user's budget at the real sources nor escapes the shadow source's
+        limits; there is no IP window (the client's IP was charged by the real call).
+        """
+        source = self.sources[source_name]
+        user_key = self.keys("user", "shadow", source_name, limiter_username(username))
+        windows = self.attempt_limits.windows(user_key, "")
+        attempt = _Attempt(user_key, tuple(w for w in windows if w.name == "username"))
+        cache_key = self.keys(
+            "verdict", source_name, self.fingerprints.get(source_name, ""), username, password
+        )
+        (raw,) = await self.verdict_cache.read([cache_key])
+        cached = self.verdict_cache.verdict(raw, source_name)
+        if cached is not None:
+            return cached
+        try:
+            return await self._ask(source, username, password, deadline, cache_key, attempt)
+        except _Refused as refused:
+            return source.verdict(Result.UNAVAILABLE, refused.reason)
+        finally:
+            await self._settle(attempt)
 
     async def _ask(
         self,
