@@ -6,10 +6,17 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY gateway ./gateway
 COPY plugins ./plugins
+# python-ldap (ldap sources) builds against libldap; it ships no wheels.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libldap-dev libsasl2-dev \
+  && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# libldap's runtime library is libldap-2.5-0 on Debian 12 and libldap2 on Debian 13.
+RUN apt-get update && apt-get install -y --no-install-recommends libsasl2-2 \
+    $(apt-cache search --names-only '^libldap(-2\.[0-9]+-0|2)$' | cut -d' ' -f1) \
+  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /install /usr/local
 RUN useradd --system --uid 10001 --no-create-home gateway
 USER 10001

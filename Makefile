@@ -5,9 +5,15 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Programs the tests start, as program=Debian package: a real Redis (tests/redis_server.py) and
-# Prometheus with promtool (tests/deploy, deploy-check).
+# Prometheus with promtool (tests/deploy, deploy-check); Chromium, which Playwright drives in
+# tests/test_progress_page_browser.py (never a browser Playwright downloads itself).
 SERVICES ?= redis-server=redis-server prometheus=prometheus promtool=prometheus \
-  pg_isready=postgresql-client pg_dump=postgresql-client pg_ctlcluster=postgresql
+  pg_isready=postgresql-client pg_dump=postgresql-client pg_ctlcluster=postgresql \
+  samba=samba samba=samba-ad-provision samba=samba-dsdb-modules winbindd=winbind \
+  ldapsearch=ldap-utils slapd=slapd \
+  chromium=chromium
+# Headers python-ldap builds against (it ships no wheels), as file=Debian package.
+BUILD_HEADERS ?= /usr/include/ldap.h=libldap-dev /usr/include/sasl/sasl.h=libsasl2-dev
 
 .PHONY: demo test services lint typecheck bench clean dashboard deploy-check
 
@@ -17,6 +23,10 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/pip || { rm -rf $(VENV); $(PY) -m venv $(VENV) >/dev/null 2>&1; } || \
 	  { rm -rf $(VENV); echo "'$(PY) -m venv' does not work here; on Debian/Ubuntu run: apt-get install python3-venv" >&2; exit 1; }
 	$(BIN)/pip install -q --upgrade pip
+	@missing=$$(for e in $(BUILD_HEADERS); do test -e "$${e%%=*}" || echo "$${e#*=}"; done | tr '\n' ' '); \
+	[ -z "$${missing% }" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  apt-get install -y -qq --no-install-recommends $$missing >/dev/null; } || \
+	  { echo "building python-ldap needs $$missing: run 'sudo apt-get install -y $$missing'" >&2; exit 1; }
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 

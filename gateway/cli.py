@@ -26,6 +26,7 @@ from gateway.config import (
     ConfigError,
     GatewayConfig,
     ServerConfig,
+    config_warnings,
     load_config,
     load_server_config,
 )
@@ -130,6 +131,8 @@ def _check_config(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     print(f"{args.config}: OK ({len(config.sources)} source(s), {len(config.routes)} route(s))")
+    for path, message in config_warnings(config):
+        print(f"  warning: {path}: {message}", file=sys.stderr)
     return 0
 
 

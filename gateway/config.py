@@ -670,3 +670,34 @@ def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list
         except ValidationError as err:
             problems.extend(_pydantic_problems(err, ("sources", i)))
     return out
+
+
+def config_warnings(config: GatewayConfig) -> list[tuple[str, str]]:
+    """Valid settings that put a directory's accounts at risk; `check-config` prints them.
+
+    An LDAP directory (Active Directory above all) locks an account after its own threshold of
+    wrong passwords: the gateway's per-username limit is what keeps Okta sign-ins from doing it.
+    """
+    per_user = config.rate_limits.per_username
+    warnings: list[tuple[str, str]] = []
+    for i, source in enumerate(config.sources):
+        if source.type != "ldap":
+            continue
+        from plugins.ldap import LdapConfig  # imported only when an ldap source is configured
+
+        assert isinstance(source, LdapConfig)
+        if per_user is None:
+            warnings.append((
+                "rate_limits.per_username",
+                f"is off while sources[{i}] ({source.name!r}) is an ldap source: wrong "
+                "passwords sent through the gateway can lock directory accounts; set a limit "
+                "below the domain's lockout threshold",
+            ))  # fmt: skip
+        elif source.lockout_threshold is not None and per_user.failures >= source.lockout_threshold:
+            warnings.append((
+                "rate_limits.per_username.failures",
+                f"{per_user.failures} is not below sources[{i}].lockout_threshold "
+                f"({source.lockout_threshold}): the gateway alone can lock accounts out; "
+                f"set it to {source.lockout_threshold - 1} or less",
+            ))  # fmt: skip
+    return warnings

@@ -12,6 +12,7 @@ ENTRY_POINT_GROUP = "gateway.plugins"
 # type -> "module:Class". Modules are imported only when a source of that type is configured.
 BUILTIN_TYPES: dict[str, str] = {
     "azure_ad": "plugins.azure_ad:AzureAdSource",
+    "ldap": "plugins.ldap:LdapSource",
     "oauth2_password": "plugins.oauth2_password:OAuth2PasswordSource",
 }
 
