@@ -54,6 +54,16 @@ D_CAP_SECONDS = 600.0  # scenario d runs until its users are done, at most this 
 DEFAULT_ROUNDS = 3
 GATEWAY, PEER, FLOOR = "gateway", "peer", "floor"
 SERVERS = (GATEWAY, PEER, FLOOR)
+# --ledger: (a) also runs the gateway with the migration ledger (SQLite) and the event hook on,
+# interleaved with the others, and compares it with the plain gateway: the hook only queues
+# its VERIFIED decisions, so latency and CPU must not move.
+GATEWAY_LEDGER = "gateway+ledger"
+LEDGER = False
+LEDGER_RATIO = f"{GATEWAY_LEDGER} / {GATEWAY}"
+LEDGER_TARGETS: dict[str, tuple[str, float]] = {
+    "cpu_ms_per_verification": ("<=", 1.05),
+    "p99_ms": ("<=", 1.05),
+}
 REFERENCE_MODULES = {PEER: "bench.peer", FLOOR: "bench.floor"}
 # (a)'s targets: the gateway's figure divided by the floor's, median over the rounds.
 RATIO_TARGETS: dict[str, tuple[str, float]] = {
@@ -157,8 +167,17 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
 
 
+def servers() -> tuple[str, ...]:
+    """The servers of (a), in the order each round runs them."""
+    return (GATEWAY, GATEWAY_LEDGER, PEER, FLOOR) if LEDGER else SERVERS
+
+
 def _gateway_config(
-    specs: Sequence[EmulatorSpec], urls: Sequence[str], port: int, secret: str
+    specs: Sequence[EmulatorSpec],
+    urls: Sequence[str],
+    port: int,
+    secret: str,
+    ledger_dir: Path | None = None,
 ) -> str:
     sources = [
         {
@@ -187,6 +206,11 @@ def _gateway_config(
             "url": REDIS_URL,
             "key_prefix": f"bench-{secrets.token_hex(4)}",
             "hmac_secret": secrets.token_hex(16),
+        }
+    if ledger_dir is not None:
+        config["migration"] = {
+            "ledger": f"sqlite:///{ledger_dir / 'ledger.db'}",
+            "event_hook": {"auth": {"secrets": [secret]}},
         }
     return yaml.safe_dump(config)
 
@@ -225,9 +249,10 @@ async def environment(specs: Sequence[EmulatorSpec], kind: str = GATEWAY) -> Asy
                 "Basic " + base64.b64encode(b"bench:" + secrets.token_hex(16).encode()).decode()
             )
             headers = {"Authorization": secret, "Content-Type": "application/json"}
-            if kind == GATEWAY:
+            if kind in (GATEWAY, GATEWAY_LEDGER):
                 config_path = workdir / "gateway.yaml"
-                _write_private(config_path, _gateway_config(specs, urls, port, secret))
+                ledger_dir = workdir if kind == GATEWAY_LEDGER else None
+                _write_private(config_path, _gateway_config(specs, urls, port, secret, ledger_dir))
                 base = f"http://127.0.0.1:{port}"
                 server = await procs.start_gateway_process(workdir, config_path, base)
             else:
@@ -392,11 +417,11 @@ def compare(rows: Sequence[Row], scenario: str) -> Comparison:
     for row in rows:
         assert row.round is not None
         by_round.setdefault(row.round, {})[row.server] = row
-    rounds = [r for _, r in sorted(by_round.items()) if all(s in r for s in SERVERS)]
+    rounds = [r for _, r in sorted(by_round.items()) if all(s in r for s in servers())]
     medians = {
         server: {key: statistics.median(getattr(r[server], key) for r in rounds)
                  for _, key, _ in RATIO_FIGURES}
-        for server in SERVERS
+        for server in servers()
     }  # fmt: skip
     round_ratios = {
         ref: {key: [_ratio(getattr(r[GATEWAY], key), getattr(r[ref], key)) for r in rounds]
@@ -407,7 +432,20 @@ def compare(rows: Sequence[Row], scenario: str) -> Comparison:
         ref: {key: statistics.median(values) for key, values in figures.items()}
         for ref, figures in round_ratios.items()
     }
+    if LEDGER:
+        round_ratios[LEDGER_RATIO] = {
+            key: [_ratio(getattr(r[GATEWAY_LEDGER], key), getattr(r[GATEWAY], key)) for r in rounds]
+            for _, key, _ in RATIO_FIGURES
+        }
+        ratios[LEDGER_RATIO] = {
+            key: statistics.median(values) for key, values in round_ratios[LEDGER_RATIO].items()
+        }
     comparison = Comparison(scenario, len(rounds), medians, ratios, round_ratios)
+    if LEDGER:
+        for key, (op, limit) in LEDGER_TARGETS.items():
+            value = ratios[LEDGER_RATIO][key]
+            met = value <= limit if op == "<=" else value >= limit
+            comparison.targets[f"{_title(key)} {op} {limit:.2f}x {GATEWAY} (ledger on)"] = met
     for key, (op, limit) in RATIO_TARGETS.items():
         value = ratios[FLOOR][key]
         met = value <= limit if op == "<=" else value >= limit
@@ -448,10 +486,16 @@ def format_comparison(comparison: Comparison) -> str:
     columns = (
         f"    {'figure':<21}{'gateway':>10}{'peer':>10}{'floor':>10}{'/ peer':>9}{'/ floor':>9}"
     )
+    if LEDGER:
+        columns += f"{'ledger':>10}{'/ gw':>9}"
+        head += f"; ledger = {GATEWAY_LEDGER}, / gw = {LEDGER_RATIO}"
     lines = [head, columns]
     for title, key, fmt in RATIO_FIGURES:
         values = "".join(f"{fmt.format(comparison.medians[s][key]):>10}" for s in SERVERS)
         ratios = "".join(f"{comparison.ratios[ref][key]:>8.2f}x" for ref in (PEER, FLOOR))
+        if LEDGER:  # after the ratios, as the header says
+            ledger = comparison.ratios[LEDGER_RATIO][key]
+            ratios += f"{fmt.format(comparison.medians[GATEWAY_LEDGER][key]):>10}{ledger:>8.2f}x"
         per_round = " ".join(f"{v:.2f}" for v in comparison.round_ratios[FLOOR][key])
         target = RATIO_TARGETS.get(key)
         mark = f"  target {target[0]} {target[1]:.2f}x" if target else ""
@@ -468,10 +512,10 @@ async def reference_scenario(
     """(a): gateway, peer and floor under the same load, interleaved, `rounds` times."""
     rows: list[Row] = []
     for round_no in range(1, rounds + 1):
-        for server in SERVERS:
+        for server in servers():
             print(f"# running (a) {server}, round {round_no}/{rounds} ...", file=sys.stderr)
             row = await fresh_run("a", 75, 150, warmup, duration, server, round_no)
-            if server == GATEWAY:
+            if server in (GATEWAY, GATEWAY_LEDGER):
                 _correct(row)
             show(row)
             rows.append(row)
@@ -703,6 +747,12 @@ def _parser() -> argparse.ArgumentParser:
         "--redis", metavar="URL", help="run the gateway with cache.backend redis at URL"
     )
     parser.add_argument(
+        "--ledger",
+        action="store_true",
+        help=f"(a) also runs {GATEWAY_LEDGER!r}: the gateway with migration.ledger (SQLite) "
+        f"and the event hook, compared with the plain gateway (targets <= 1.05x)",
+    )
+    parser.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],
         default=LOG_LEVEL,
@@ -722,8 +772,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
-    global REDIS_URL, LOG_LEVEL
-    REDIS_URL, LOG_LEVEL = args.redis, args.log_level
+    global REDIS_URL, LOG_LEVEL, LEDGER
+    REDIS_URL, LOG_LEVEL, LEDGER = args.redis, args.log_level, args.ledger
     machine = procs.machine()
     print(
         f"machine: nproc={machine['nproc']} cpu={machine['cpu_model']!r} "

@@ -1,7 +1,7 @@
 """The admin listener: a second port, off unless `admin:` is configured, never the hook port.
 
-It serves what operators and their tools call (today `POST /admin/reload`; the migration
-progress page will live here too), behind its own secret, compared as the hook's is.
+It serves what operators and their tools call (`POST /admin/reload`, the migration progress
+page of gateway/progress_page.py), behind its own secret, compared as the hook's is.
 """
 
 from __future__ import annotations
@@ -12,18 +12,24 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from gateway.auth import header_matches
+from gateway.progress_page import LedgerHandle, add_progress_routes
 from gateway.runtime import RUNTIME, Runtime
+from gateway.serve_ledger import serve_ledger_of
 
 logger = logging.getLogger(__name__)
 
 _ADMIN_RUNTIME = web.AppKey("admin_runtime", Runtime)
 
 
-def create_admin_app(runtime: Runtime) -> web.Application:
-    """The admin application; every route needs the admin secret."""
+def create_admin_app(runtime: Runtime, serve_ledger: LedgerHandle | None = None) -> web.Application:
+    """The admin application; every route needs the admin secret.
+
+    `serve_ledger` is the gateway's ledger handle (None when it does not use the ledger).
+    """
     app = web.Application(middlewares=[_require_admin_secret], client_max_size=4096)
     app[_ADMIN_RUNTIME] = runtime
     app.router.add_post("/admin/reload", handle_reload)
+    add_progress_routes(app, serve_ledger, lambda: runtime.current.config)
     return app
 
 
@@ -49,7 +55,7 @@ async def admin_listener(app: web.Application) -> AsyncIterator[None]:
     runtime = app[RUNTIME]
     admin = runtime.current.config.admin
     assert admin is not None
-    runner = web.AppRunner(create_admin_app(runtime), access_log=None)
+    runner = web.AppRunner(create_admin_app(runtime, serve_ledger_of(app)), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, admin.host, admin.port).start()
     logger.info("admin listener started", extra={"host": admin.host, "port": admin.port})

@@ -7,6 +7,7 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,10 +16,13 @@ from gateway.admin import admin_listener
 from gateway.auth import header_matches
 from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
 from gateway.config import GatewayConfig
+from gateway.ledger import Decision as LedgerDecision
 from gateway.logs import install_library_filters
 from gateway.metrics import GatewayMetrics
+from gateway.migration_gauges import migration_gauges_ctx
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.runtime import RUNTIME, Generation, Runtime
+from gateway.serve_ledger import SERVE_LEDGER, ServeLedger, ledger_wanted, serve_ledger_ctx
 from gateway.service import Decision
 from gateway.state import RedisSettings, SharedState, StateLimits
 from plugins.base import Source
@@ -62,10 +66,21 @@ def create_app(
     app[STATE] = state
     app[RUNTIME] = Runtime(config, metrics, state, shared_key, sources, config_path)
     app.cleanup_ctx.append(_state_ctx)
+    if ledger_wanted(config.migration):
+        # Cleanup runs in reverse: the ledger closes after the listeners, the sources and the
+        # event hook's background actions are done with it.
+        app[SERVE_LEDGER] = ServeLedger.from_config(config.migration)
+        app.cleanup_ctx.append(serve_ledger_ctx)
     app.cleanup_ctx.append(_sources_ctx)
+    app.cleanup_ctx.append(migration_gauges_ctx)  # gateway_migration_users, with a ledger only
     if config.admin is not None:
         app.cleanup_ctx.append(admin_listener)
     app.router.add_post(config.okta.hook_path, handle_password_import)
+    if config.migration.event_hook is not None:
+        # Imported only when configured: it brings the migration commands' code with it.
+        from gateway.event_hook import add_event_hook
+
+        add_event_hook(app, config, metrics)  # after sources and ledger: its actions use both
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
     app.router.add_get("/metrics", handle_metrics)
@@ -193,6 +208,8 @@ async def _answer(request: web.Request, generation: Generation) -> web.Response:
         metrics.inflight.dec()
     outcome = "verified" if decision.verified else "unverified"
     metrics.hook_requests.labels(outcome=outcome).inc()
+    if decision.verified and decision.source is not None:
+        _record_verified(request.app, hook, decision.source)
     _log_decision(
         generation,
         outcome,
@@ -203,6 +220,15 @@ async def _answer(request: web.Request, generation: Generation) -> web.Response:
         decision.source,
     )
     return web.Response(body=reply_body(decision.verified), content_type=_JSON)
+
+
+def _record_verified(app: web.Application, hook: PasswordImportRequest, source: str) -> None:
+    """Hand a VERIFIED decision to the ledger's recorder: a queue append, no I/O, no await."""
+    serve_ledger = app.get(SERVE_LEDGER)
+    if serve_ledger is not None:
+        serve_ledger.recorder.put(
+            LedgerDecision(source, hook.username, "verified", datetime.now(UTC), hook.okta_user_id)
+        )
 
 
 def _reject(

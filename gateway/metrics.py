@@ -8,6 +8,8 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from gateway import __version__
+from gateway.okta_api.operations import OPERATIONS as OKTA_OPERATIONS
+from gateway.okta_api.operations import STATUSES as OKTA_STATUSES
 from plugins.base import Result, Verdict
 
 # `_created` series double the series count and nobody alerts on them.
@@ -17,6 +19,14 @@ HOOK_OUTCOMES = ("verified", "unverified", "bad_request", "unauthorized", "too_l
 RATE_LIMITS = ("username", "ip", "source", "cooldown", "circuit", "busy")
 STATE_STORES = ("protection", "cache")
 CACHES = ("verdict", "token", "username")
+# `gateway_migration_users{state}`, as gateway/migrate/report.py defines them.
+MIGRATION_STATES = ("imported", "migrated", "verified_unconfirmed", "pending")
+# Okta event hook deliveries (gateway/event_hook.py): the types acted on, every other one `other`.
+OKTA_EVENT_TYPES = (
+    "user.import.password", "user.lifecycle.activate", "user.lifecycle.create",
+    "application.user_membership.add", "other",
+)  # fmt: skip
+OKTA_EVENT_OUTCOMES = ("recorded", "duplicate", "ignored", "failed")
 # Fine below 100 ms (cache hits, fast directories), coarse up to the 3 s Okta limit.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
@@ -147,6 +157,36 @@ class GatewayMetrics:
             ["hash"],
             registry=r,
         )
+        self.okta_events = Counter(
+            "gateway_okta_events_total",
+            "Okta event hook events by type and outcome: recorded (new, acted on), duplicate "
+            "(uuid seen before), ignored (new, nothing to do), failed (new, unusable or an "
+            "import FAILURE).",
+            ["type", "outcome"],
+            registry=r,
+        )
+        for event_type in OKTA_EVENT_TYPES:
+            for event_outcome in OKTA_EVENT_OUTCOMES:
+                self.okta_events.labels(type=event_type, outcome=event_outcome)
+        # Okta Management API calls of this process (serve's background prepare/sync).
+        self.okta_api_requests = Counter(
+            "gateway_okta_api_requests_total",
+            "Okta Management API requests (every attempt) by client operation and status class.",
+            ["operation", "status"],
+            registry=r,
+        )
+        for operation in OKTA_OPERATIONS:
+            for status in OKTA_STATUSES:
+                self.okta_api_requests.labels(operation=operation, status=status)
+        # Set from the ledger every minute when serve uses it (gateway/migration_gauges.py); no
+        # series without a ledger, rather than zeros that would read as "nobody pending".
+        self.migration_users = Gauge(
+            "gateway_migration_users",
+            "Users of a source by migration state, from the ledger "
+            "(imported = migrated + verified_unconfirmed + pending).",
+            ["source", "state"],
+            registry=r,
+        )
         for result in ("success", "failure"):
             self.config_reloads.labels(result=result)
         for outcome in HOOK_OUTCOMES:
@@ -158,6 +198,10 @@ class GatewayMetrics:
         for cache in CACHES:
             for result in ("hit", "miss"):
                 self.cache_requests.labels(cache=cache, result=result)
+
+    def count_okta_request(self, operation: str, status: str) -> None:
+        """An Okta API client's `on_request` observer: one attempt, by operation and status."""
+        self.okta_api_requests.labels(operation=operation, status=status).inc()
 
     def declare_codes(
         self, source: str, codes: Iterable[str], misconfigured: Iterable[str] = ()

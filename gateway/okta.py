@@ -24,6 +24,8 @@ class PasswordImportRequest:
     request_id: str | None
     client_ip: str | None
     request_url: str | None
+    # data.context.user.id: the Okta user id, when Okta sends it (the ledger's key for the user).
+    okta_user_id: str | None = None
 
     def __repr__(self) -> str:
         """Never show the password, even in a debugger or a traceback."""
@@ -100,7 +102,21 @@ def parse_password_import(body: bytes) -> PasswordImportRequest:
         request_id=_optional_text(request, "id", "data.context.request.id"),
         client_ip=_optional_text(request, "ipAddress", "data.context.request.ipAddress"),
         request_url=url_value if isinstance(url_value, str) else None,
+        okta_user_id=_okta_user_id(context),
     )
+
+
+def _okta_user_id(context: dict[str, Any]) -> str | None:
+    """`data.context.user.id` when it looks like an Okta id; anything else is ignored, not refused.
+
+    Okta's documented payload has no user (reference/okta-hooks.md §1.3): the id is optional
+    bookkeeping for the ledger and must never turn a sign-in into a 400.
+    """
+    user = context.get("user")
+    value = user.get("id") if isinstance(user, dict) else None
+    if isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isalnum():
+        return value
+    return None
 
 
 def _object(parent: dict[str, Any], key: str, location: str) -> dict[str, Any]:

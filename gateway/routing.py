@@ -63,7 +63,5 @@ class Router:
         for route in self._routes:
             if route.matches(typed):
                 # Sources get what the person typed unless the route says how to rewrite it.
-                return RouteMatch(
-                    route.name, route.sources, route.rewrite(username), route.shadow
-                )
+                return RouteMatch(route.name, route.sources, route.rewrite(username), route.shadow)
         return None

@@ -50,6 +50,11 @@ RESTART_ONLY = (
     "server.pid_file",
     "admin",
     "okta.hook_path",
+    # The event hook's route, the ledger it writes and the Okta client of its actions.
+    "okta.org_url",
+    "okta.api",
+    "migration.ledger",
+    "migration.event_hook",
     "logging.format",
     "cache.backend",
     "cache.url",

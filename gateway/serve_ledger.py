@@ -36,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
+# Decisions per ledger write. SQLAlchemy prepares a batch's parameters on the event loop: 500
+# rows held the loop for tens of milliseconds once a second, which showed in the hook's p99
+# (bench/run.py --ledger); small batches interleave with the hook calls instead.
+DECISION_BATCH = 100
 
 
 class LedgerUnavailable(RuntimeError):
@@ -55,7 +59,7 @@ class ServeLedger:
         self._ledger: Ledger | None = None
         self._opener: asyncio.Task[None] | None = None
         self._opened = asyncio.Event()
-        self.recorder = DecisionRecorder(self)
+        self.recorder = DecisionRecorder(self, batch_size=DECISION_BATCH)
 
     @classmethod
     def from_config(cls, migration: MigrationConfig) -> ServeLedger:

@@ -13,7 +13,9 @@ ENTRY_POINT_GROUP = "gateway.plugins"
 BUILTIN_TYPES: dict[str, str] = {
     "azure_ad": "plugins.azure_ad:AzureAdSource",
     "ldap": "plugins.ldap:LdapSource",
+    "okta_org": "plugins.okta_org:OktaOrgSource",
     "oauth2_password": "plugins.oauth2_password:OAuth2PasswordSource",
+    "hashed_export": "plugins.hashed_export:HashedExportSource",
 }
 
 

@@ -87,6 +87,14 @@ async def test_demo_shows_verified_and_unverified(secret_scan: SecretScan) -> No
     assert code == 0, out
     assert "alice@contoso.com with the right password: HTTP 200 -> VERIFIED" in out
     assert "alice@contoso.com with the wrong password: HTTP 200 -> UNVERIFIED" in out
+    # The rehearsal: hooks registered against the running gateway, users imported, sign-ins
+    # through the Okta emulator calling the hook, their events, and the status.
+    assert "register-hooks: created=2 updated=0 unchanged=0 failed=0" in out
+    assert "import: listed=16 created=16 native=0 existing=0 skipped=0 failed=0" in out
+    sign_ins = out.split("Sign-ins through the Okta emulator", 1)[1].split("Okta delivered")[0]
+    results = [line.rsplit(": ", 1)[1] for line in sign_ins.strip().splitlines()[1:]]
+    assert results == ["VERIFIED", "VERIFIED", "VERIFIED", "UNVERIFIED"], out
+    assert "status: sources=1 imported=16 migrated=3 verified_unconfirmed=0 pending=13" in out
     assert "curl -s -X POST http://127.0.0.1:" in out
     payload = Path(out.split(" -d @", 1)[1].split()[0])
     assert not payload.parent.exists()  # removed when the demo stopped

@@ -292,6 +292,66 @@ def _migration_row(builder: dash.Dashboard) -> None:
         .color_mode(common.BigValueColorMode.NONE)
         .with_target(_instant(f"sum by (source) (increase({verified}[$__range]))", "{{source}}"))
     )
+    # From the ledger (every replica reads the same one, hence max, not sum, over replicas).
+    users = "gateway_migration_users"
+    builder.with_panel(
+        _stat(
+            "Migrated share per source",
+            "Migrated users (Okta holds the password; native hashes included) out of the users "
+            "imported into Okta, from the migration ledger. Same numbers as `gateway migrate "
+            "status`.",
+            "percentunit",
+        )
+        .thresholds(_thresholds((None, "orange"), (0.5, "yellow"), (0.9, "green")))
+        .with_target(
+            _instant(
+                f'max by (source) ({users}{{state="migrated"}}) '
+                f'/ max by (source) ({users}{{state="imported"}} > 0)',
+                "{{source}}",
+            )
+        )
+    )
+    builder.with_panel(
+        _stat(
+            "Users still pending per source",
+            "Imported users who have never signed in (nobody verified their password yet): "
+            "`gateway migrate status --stragglers FILE.csv` lists them.",
+            "short",
+        )
+        .color_mode(common.BigValueColorMode.NONE)
+        .with_target(_instant(f'max by (source) ({users}{{state="pending"}})', "{{source}}"))
+    )
+    builder.with_panel(
+        _timeseries(
+            "Users by migration state",
+            "Per source: migrated, verified_unconfirmed (the hook said VERIFIED, no Okta event "
+            "or `migrate status --refresh` has confirmed it yet) and pending. A growing "
+            "verified_unconfirmed means Okta's events are not reaching the gateway.",
+            "short",
+        )
+        .stacking(common_builders.StackingConfig().mode(common.StackingMode.NORMAL))
+        .with_target(
+            _query(
+                f'max by (source, state) ({users}{{state!="imported"}})',
+                "{{source}} {{state}}",
+            )
+        )
+    )
+    builder.with_panel(
+        _timeseries(
+            "Okta API requests by operation and status",
+            "Okta Management API calls made by the gateway (background prepare and attribute "
+            "sync), every attempt: 429 means Okta's rate limit was met (the client waits and "
+            "retries), error means no answer. The `gateway migrate` commands print their own "
+            "counts when they finish.",
+            "reqps",
+        ).with_target(
+            _query(
+                f"sum by (operation, status) (rate(gateway_okta_api_requests_total[{RATE}])) > 0",
+                "{{operation}} {{status}}",
+            )
+        )
+    )
 
 
 def _state_row(builder: dash.Dashboard) -> None:

@@ -434,6 +434,35 @@ class Ledger:
             rows = (await connection.execute(statement)).all()
         return [_user(row) for row in rows]
 
+    async def users_by_okta_ids(self, okta_ids: Iterable[str]) -> dict[str, list[LedgerUser]]:
+        """The rows recorded with each of these Okta user ids, in one read (an event delivery).
+
+        Ids nobody is recorded with are absent from the answer.
+        """
+        return await self._users_where(users.c.okta_id, okta_ids)
+
+    async def users_by_logins(self, logins: Iterable[str]) -> dict[str, list[LedgerUser]]:
+        """Every source's row for each of these logins, in one read (an event delivery)."""
+        return await self._users_where(users.c.login, logins)
+
+    async def _users_where(
+        self, column: ColumnElement[Any], values: Iterable[str]
+    ) -> dict[str, list[LedgerUser]]:
+        wanted = sorted(set(values))
+        found: dict[str, list[LedgerUser]] = {}
+        async with self._read() as connection:
+            for start in range(0, len(wanted), _EVENT_CHUNK):
+                statement = (
+                    select(users)
+                    .where(column.in_(wanted[start : start + _EVENT_CHUNK]))
+                    .order_by(users.c.id)
+                )
+                for row in (await connection.execute(statement)).all():
+                    user = _user(row)
+                    key = user.okta_id if column is users.c.okta_id else user.login
+                    found.setdefault(str(key), []).append(user)
+        return found
+
     async def users_in_state(
         self, source: str, states: UserState | Iterable[UserState], *, page_size: int = 500
     ) -> AsyncIterator[LedgerUser]:
@@ -560,72 +589,88 @@ class Ledger:
         marks the user migrated). A VERIFIED user the ledger has never seen (imported by
         something else) is recorded as `activated` under the deciding source; other decisions
         about unknown users are not kept.
+
+        VERIFIED decisions, nearly all of what the hook hands over, are one upsert statement per
+        batch (`INSERT ... ON CONFLICT DO UPDATE ... WHERE`): this runs in the gateway's process,
+        beside the hook, and every statement per row costs CPU there.
         """
         if not decisions:
             return
         now = self._clock()
-        # Key order, stable: see record_users (deadlocks between replicas).
-        decisions = sorted(decisions, key=lambda d: (d.source, d.login))
-        verified = [d for d in decisions if d.result == "verified"]
-        newcomers = (
-            self._insert(users)
-            .values(
-                source=bindparam("n_source"),
-                login=bindparam("n_login"),
-                okta_id=bindparam("n_okta_id"),
-                state=UserState.ACTIVATED,
-                native=False,
-                updated_at=bindparam("n_now", type_=UtcDateTime),
-            )
-            .on_conflict_do_nothing(index_elements=[users.c.source, users.c.login])
-        )
-        at = bindparam("d_at", type_=UtcDateTime)
-        result = bindparam("d_result", type_=users.c.last_decision.type)
-        latest = (
-            update(users)
-            .where(
-                users.c.source == bindparam("d_source"),
-                users.c.login == bindparam("d_login"),
-                or_(users.c.last_decision_at.is_(None), users.c.last_decision_at <= at),
-            )
-            .values(
-                last_decision=result,
-                last_decision_at=at,
-                verified_at=case((result == "verified", at), else_=users.c.verified_at),
-                okta_id=func.coalesce(
-                    users.c.okta_id, bindparam("d_okta_id", type_=users.c.okta_id.type)
-                ),
-                updated_at=bindparam("d_now", type_=UtcDateTime),
-            )
-        )
+        # Key order, stable: see record_users (deadlocks between replicas). At most one row per
+        # key and statement (an upsert may not touch a row twice): the latest VERIFIED decision,
+        # written first, then the latest other one, which wins only if it is later.
+        newest: dict[tuple[bool, str, str], Decision] = {}
+        for decision in sorted(decisions, key=lambda d: (d.source, d.login, d.at)):
+            newest[(decision.result == "verified", decision.source, decision.login)] = decision
+        verified = [d for (is_verified, *_), d in newest.items() if is_verified]
+        others = [d for (is_verified, *_), d in newest.items() if not is_verified]
         async with self._write() as connection:
             if verified:
+                insert = self._insert(users)
+                upsert = insert.on_conflict_do_update(
+                    index_elements=[users.c.source, users.c.login],
+                    set_={
+                        "last_decision": insert.excluded.last_decision,
+                        "last_decision_at": insert.excluded.last_decision_at,
+                        "verified_at": insert.excluded.verified_at,
+                        "okta_id": func.coalesce(users.c.okta_id, insert.excluded.okta_id),
+                        "updated_at": insert.excluded.updated_at,
+                    },
+                    where=or_(
+                        users.c.last_decision_at.is_(None),
+                        users.c.last_decision_at <= insert.excluded.last_decision_at,
+                    ),
+                )
                 await connection.execute(
-                    newcomers,
+                    upsert,
                     [
                         {
-                            "n_source": d.source,
-                            "n_login": d.login,
-                            "n_okta_id": d.okta_id,
-                            "n_now": now,
+                            "source": d.source,
+                            "login": d.login,
+                            "okta_id": d.okta_id,
+                            "state": UserState.ACTIVATED,
+                            "native": False,
+                            "last_decision": d.result,
+                            "last_decision_at": d.at,
+                            "verified_at": d.at,
+                            "updated_at": now,
                         }
                         for d in verified
                     ],
                 )
-            await connection.execute(
-                latest,
-                [
-                    {
-                        "d_source": d.source,
-                        "d_login": d.login,
-                        "d_result": d.result,
-                        "d_at": d.at,
-                        "d_okta_id": d.okta_id,
-                        "d_now": now,
-                    }
-                    for d in decisions
-                ],
-            )
+            if others:
+                at = bindparam("d_at", type_=UtcDateTime)
+                latest = (
+                    update(users)
+                    .where(
+                        users.c.source == bindparam("d_source"),
+                        users.c.login == bindparam("d_login"),
+                        or_(users.c.last_decision_at.is_(None), users.c.last_decision_at <= at),
+                    )
+                    .values(
+                        last_decision=bindparam("d_result", type_=users.c.last_decision.type),
+                        last_decision_at=at,
+                        okta_id=func.coalesce(
+                            users.c.okta_id, bindparam("d_okta_id", type_=users.c.okta_id.type)
+                        ),
+                        updated_at=bindparam("d_now", type_=UtcDateTime),
+                    )
+                )
+                await connection.execute(
+                    latest,
+                    [
+                        {
+                            "d_source": d.source,
+                            "d_login": d.login,
+                            "d_result": d.result,
+                            "d_at": d.at,
+                            "d_okta_id": d.okta_id,
+                            "d_now": now,
+                        }
+                        for d in others
+                    ],
+                )
 
     # Events
 

@@ -64,6 +64,32 @@ def add_migrate_parser(commands: Any) -> None:
     )
     hooks.set_defaults(run=run_register_hooks)
 
+    status = verbs.add_parser("status", help="how far each source's migration has come")
+    status.add_argument("-c", "--config", required=True)
+    status.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    status.add_argument(
+        "--refresh", action="store_true", help="reconcile the ledger with Okta first"
+    )
+    status.add_argument(
+        "--stragglers", type=Path, default=None, help="CSV of the users still pending"
+    )
+    status.set_defaults(run=run_status)
+
+    finish = verbs.add_parser(
+        "finish", help="reset, expire or deactivate the users of a retired source still pending"
+    )
+    finish.add_argument("-c", "--config", required=True)
+    finish.add_argument("--source", required=True)
+    finish.add_argument(
+        "--action", required=True, choices=("reset_password", "expire_password", "deactivate")
+    )
+    finish.add_argument("--dry-run", action="store_true", help="write nothing; print counts")
+    finish.add_argument("--report", type=Path, default=None, help="CSV of every user's outcome")
+    finish.add_argument(
+        "--force", action="store_true", help="even if the source is not ready to retire"
+    )
+    finish.set_defaults(run=run_finish)
+
     check = verbs.add_parser("check", help="preflight: Okta API, hooks, sources, ledger")
     check.add_argument("-c", "--config", required=True)
     check.set_defaults(run=run_check)
@@ -111,6 +137,20 @@ def run_register_hooks(args: argparse.Namespace) -> int:
     from gateway.migrate import hooks
 
     return hooks.main(args)
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """`gateway migrate status`: per-source progress from the ledger (optionally refreshed)."""
+    from gateway.migrate import status
+
+    return status.main(args)
+
+
+def run_finish(args: argparse.Namespace) -> int:
+    """`gateway migrate finish`: the action for a retired source's pending users."""
+    from gateway.migrate import finish
+
+    return finish.main(args)
 
 
 def run_check(args: argparse.Namespace) -> int:

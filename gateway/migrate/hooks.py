@@ -1,10 +1,13 @@
 """`gateway migrate register-hooks`: create or update, in Okta, the hooks the migration needs.
 
-Today that is the password import inline hook (`com.okta.user.credential.password.import`):
-it points at `okta.hook_url`, authenticates with header auth (`okta.auth.header` and the FIRST of
-`okta.auth.secrets`, which Okta sends back verbatim) and is ACTIVE. The event hook comes with the
-progress issue (`migration.event_hook: {path, auth}`): it slots in as a second entry of `_HOOKS`,
-a coroutine that reconciles one hook and returns its `Outcome`, like `_password_import_hook`.
+The password import inline hook (`com.okta.user.credential.password.import`): it points at
+`okta.hook_url`, authenticates with header auth (`okta.auth.header` and the FIRST of
+`okta.auth.secrets`, which Okta sends back verbatim) and is ACTIVE. With `migration.event_hook`,
+also the event hook: it points at `migration.event_hook.url` (default: `okta.hook_url`'s origin
+plus the event hook's path), subscribes to `user.import.password` plus the events
+`migration.prepare_on` and `migration.sync_on_activate` act on, and is ACTIVE and VERIFIED. Okta
+verifies an event hook by calling it (a one-time GET the gateway answers), so the gateway must
+be serving at that URL when this runs; otherwise the event hook line says `failed` and why.
 
 Idempotent: a hook already as wanted is `unchanged` and nothing is written. An org holds at most
 one password import hook, so an existing one with another URL or header is updated in place, and
@@ -29,15 +32,23 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
+from urllib.parse import urlsplit
 
 from gateway.config import GatewayConfig
 from gateway.logs import configure_logging
+from gateway.migrate.settings import ACTIVATE_EVENT, IMPORT_PASSWORD_EVENT
 from gateway.okta_api import OktaApiClient, OktaApiError
-from gateway.okta_api.hooks import PASSWORD_IMPORT_HOOK_TYPE, password_import_hook_body
+from gateway.okta_api.hooks import (
+    PASSWORD_IMPORT_HOOK_TYPE,
+    event_hook_body,
+    password_import_hook_body,
+)
 
 RESULTS: Final = ("created", "updated", "unchanged", "failed")
 HOOK_NAME: Final = "Okta password gateway: password import"  # Okta's display name
 IMPORT_HOOK_LABEL: Final = "password-import"  # the id printed on each line
+EVENT_HOOK_NAME: Final = "Okta password gateway: migration events"
+EVENT_HOOK_LABEL: Final = "event-hook"
 
 Result = Literal["created", "updated", "unchanged", "failed"]
 
@@ -117,10 +128,105 @@ async def _password_import_hook(
     return Outcome("updated", IMPORT_HOOK_LABEL, f"{uri} (id {hook_id}; {', '.join(changes)})")
 
 
-# (label, reconcile(okta, config, force=...)) per hook, in order; the progress issue's event
-# hook is appended here.
-_HOOKS: Final[tuple[tuple[str, Callable[..., Awaitable[Outcome]]], ...]] = (
-    (IMPORT_HOOK_LABEL, _password_import_hook),
+def event_hook_url(config: GatewayConfig) -> str | None:
+    """Where Okta delivers events: `migration.event_hook.url`, else next to the password hook."""
+    hook = config.migration.event_hook
+    if hook is None:
+        return None
+    if hook.url is not None:
+        return hook.url.rstrip("/")
+    if config.okta.hook_url is None:
+        return None
+    parts = urlsplit(config.okta.hook_url)
+    return f"{parts.scheme}://{parts.netloc}{hook.path}"
+
+
+def event_types(config: GatewayConfig) -> list[str]:
+    """The event types the gateway acts on with this config, sorted."""
+    wanted = {IMPORT_PASSWORD_EVENT, *config.migration.prepare_on}
+    if config.migration.sync_on_activate:
+        wanted.add(ACTIVATE_EVENT)
+    return sorted(wanted)
+
+
+def _wanted_event_hook(hook: dict[str, Any], uri: str, config: GatewayConfig) -> bool:
+    """An event hook Okta returned already has the wanted URL, header name and event types."""
+    assert config.migration.event_hook is not None
+    settings = (hook.get("channel") or {}).get("config") or {}
+    scheme = settings.get("authScheme") or {}
+    items = (hook.get("events") or {}).get("items") or []
+    return (
+        str(settings.get("uri", "")).rstrip("/") == uri
+        and str(scheme.get("type", "")).upper() == "HEADER"
+        and str(scheme.get("key", "")).lower() == config.migration.event_hook.auth.header.lower()
+        and sorted(items) == event_types(config)
+    )
+
+
+async def _event_hook(okta: OktaApiClient, config: GatewayConfig, *, force: bool) -> Outcome:
+    """Create, update, activate and verify the gateway's event hook."""
+    settings = config.migration.event_hook
+    uri = event_hook_url(config)
+    assert settings is not None and uri is not None  # _event_hook_wanted checked
+    body = event_hook_body(
+        EVENT_HOOK_NAME,
+        uri,
+        event_types(config),
+        auth_header=settings.auth.header,
+        auth_value=settings.auth.secrets[0].get_secret_value(),
+    )
+    existing = [
+        hook
+        for hook in await okta.list_event_hooks()
+        if hook.get("name") == EVENT_HOOK_NAME
+        or str(((hook.get("channel") or {}).get("config") or {}).get("uri", "")).rstrip("/") == uri
+    ]
+    changes: list[str] = []
+    if not existing:
+        hook = await okta.create_event_hook(body)
+        result: Result = "created"
+    else:
+        hook = existing[0]
+        result = "unchanged"
+        if force or not _wanted_event_hook(hook, uri, config):
+            # A replaced channel must be verified again (Okta resets the status).
+            hook = await okta.update_event_hook(str(hook["id"]), body)
+            changes.append("channel re-sent (--force)" if force else "updated")
+    hook_id = str(hook["id"])
+    if hook.get("status") != "ACTIVE":
+        await okta.activate_event_hook(hook_id)
+        changes.append("activated")
+    if hook.get("verificationStatus") != "VERIFIED":
+        try:
+            verified = await okta.verify_event_hook(hook_id)
+        except OktaApiError as error:
+            return Outcome(
+                "failed",
+                EVENT_HOOK_LABEL,
+                f"{uri} (id {hook_id}) not verified: Okta could not get the gateway's answer "
+                f"at that URL; start `gateway serve` there first ({error.one_line()})",
+            )
+        if verified.get("verificationStatus") != "VERIFIED":
+            return Outcome("failed", EVENT_HOOK_LABEL, f"{uri} (id {hook_id}) not verified")
+        changes.append("verified")
+    detail = f"{uri} (id {hook_id}; events {', '.join(event_types(config))})"
+    if result == "created":
+        return Outcome("created", EVENT_HOOK_LABEL, detail)
+    if not changes:
+        return Outcome("unchanged", EVENT_HOOK_LABEL, detail)
+    return Outcome("updated", EVENT_HOOK_LABEL, f"{detail[:-1]}; {', '.join(changes)})")
+
+
+def _event_hook_wanted(config: GatewayConfig) -> bool:
+    return event_hook_url(config) is not None
+
+
+# (label, reconcile(okta, config, force=...), wanted(config)) per hook, in order.
+_HOOKS: Final[
+    tuple[tuple[str, Callable[..., Awaitable[Outcome]], Callable[[GatewayConfig], bool]], ...]
+] = (
+    (IMPORT_HOOK_LABEL, _password_import_hook, lambda config: True),
+    (EVENT_HOOK_LABEL, _event_hook, _event_hook_wanted),
 )
 
 
@@ -130,7 +236,9 @@ async def register(config: GatewayConfig, *, force: bool = False) -> Counter[str
 
     counts: Counter[str] = Counter({name: 0 for name in RESULTS})
     async with okta_client(config) as okta:
-        for label, reconcile in _HOOKS:
+        for label, reconcile, wanted in _HOOKS:
+            if not wanted(config):
+                continue
             try:
                 outcome = await reconcile(okta, config, force=force)
             except OktaApiError as error:

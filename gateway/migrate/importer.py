@@ -3,7 +3,9 @@
 Per user, one call: create with `credentials.password.hook = {"type": "default"}` and
 `activate=true`, so Okta never sees a user that could be activated before its hook is set
 (activating a STAGED user without a credential makes it PROVISIONED for good) and sends no
-activation email. A login Okta already has is `existing` and left alone; a login no route of
+activation email. A user whose password hash Okta can check itself (a `hashed_export` source:
+bcrypt, salted SHA/MD5, PBKDF2-HMAC-SHA256/512) is created with that hash instead, `native`:
+migrated at once, no hook and no sign-in needed. A login Okta already has is `existing` and left alone; a login no route of
 this gateway sends to the source is `skipped` (it could never be verified). The ledger records
 each outcome as it happens, so an interrupted run loses nothing and a re-run creates nothing
 twice. Users stream from the directory and a bounded number are in flight, so memory stays flat.
@@ -15,7 +17,7 @@ import asyncio
 import csv
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +26,7 @@ from typing import Any, TextIO
 from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, RunCommand, UserState
 from gateway.migrate.mapping import MappedUser, map_user
+from gateway.migrate.settings import for_source_type
 from gateway.migrate.tally import last_line
 from gateway.okta_api import DUPLICATE_LOGIN_CAUSE, VALIDATION_FAILED, OktaApiClient, OktaApiError
 from gateway.routing import Router
@@ -59,10 +62,14 @@ class Importer:
         dry_run: bool = False,
         concurrency: int = 8,
         on_user: Callable[[str], None] = lambda result: None,
+        native_hash: Callable[[Mapping[str, Any]], dict[str, Any] | None] | None = None,
     ) -> None:
         self.config = config
         self.source = source
-        self.settings = config.migration.sources[source]
+        kind = next((s.type for s in config.sources if s.name == source), "")
+        self.settings = for_source_type(config.migration.sources[source], kind)
+        # A listed user's Okta `credentials.password.hash`, when Okta can check it itself.
+        self._native_hash = native_hash
         self.okta = okta
         self.ledger = ledger
         self.dry_run = dry_run
@@ -93,7 +100,8 @@ class Importer:
     async def _one(self, user: dict[str, Any], outcome: ImportOutcome) -> None:
         try:
             mapped = map_user(user, self.settings)
-            result, okta_id, reason = await self._import(mapped)
+            password_hash = self._native_hash(user) if self._native_hash is not None else None
+            result, okta_id, reason = await self._import(mapped, password_hash)
         except Exception as err:  # one user's trouble never stops the run
             logger.exception("import of one user failed", extra={"source": self.source})
             mapped, result, okta_id, reason = None, "failed", "", type(err).__name__
@@ -101,11 +109,13 @@ class Importer:
             self._slots.release()
         outcome.counts[result] += 1
         login = mapped.login if mapped is not None else str(user.get("userPrincipalName", ""))
-        if result != "created":
+        if result not in ("created", "native"):
             outcome.report.append((login, okta_id, result, reason))
         self._on_user(result)
 
-    async def _import(self, mapped: MappedUser) -> tuple[str, str, str]:
+    async def _import(
+        self, mapped: MappedUser, password_hash: dict[str, Any] | None = None
+    ) -> tuple[str, str, str]:
         """(result, okta id, reason) for one user, recorded in the ledger as it happens."""
         if mapped.skip_reason is not None:
             await self._record(mapped.login, UserState.SKIPPED, reason=mapped.skip_reason)
@@ -118,10 +128,14 @@ class Importer:
             existing = await self.okta.get_user(mapped.login)
             if existing is not None:
                 return "existing", str(existing.get("id", "")), "login_exists"
-            return "created", "", ""
+            return ("created" if password_hash is None else "native"), "", ""
         try:
             created = await self.okta.create_user(
-                mapped.profile, hook=True, activate=True, group_ids=self.settings.okta_groups
+                mapped.profile,
+                hook=password_hash is None,
+                activate=True,
+                group_ids=self.settings.okta_groups,
+                password_hash=password_hash,
             )
         except OktaApiError as err:
             if err.code == VALIDATION_FAILED and err.has_cause(DUPLICATE_LOGIN_CAUSE):
@@ -132,6 +146,11 @@ class Importer:
             await self._record(mapped.login, UserState.FAILED, reason=err.one_line())
             return "failed", "", err.one_line()
         okta_id = str(created.get("id", ""))
+        if password_hash is not None:
+            await self._record(
+                mapped.login, UserState.MIGRATED, okta_id=okta_id, created=True, native=True
+            )
+            return "native", okta_id, ""
         await self._record(mapped.login, UserState.ACTIVATED, okta_id=okta_id, created=True)
         return "created", okta_id, ""
 
@@ -143,6 +162,7 @@ class Importer:
         okta_id: str | None = None,
         reason: str | None = None,
         created: bool = False,
+        native: bool = False,
     ) -> None:
         if self.ledger is None or self.dry_run or not login:
             return
@@ -154,9 +174,11 @@ class Importer:
             okta_id=okta_id or None,
             reason=reason,
             run_id=self.run_id if created else None,
+            native=native,
             imported_at=now,
-            hooked_at=now,
+            hooked_at=None if native else now,
             activated_at=now,
+            migrated_at=now if native else None,
         )
 
 

@@ -63,8 +63,19 @@ def has_hook(user: dict[str, Any]) -> bool:
     return provider.get("type") == "IMPORT" or "hook" in password
 
 
+@dataclass(frozen=True, slots=True)
+class UserPrepared:
+    """What preparing one user did: `activated`, `skipped` or `failed`, and why."""
+
+    login: str
+    result: str
+    hooked: bool = False  # the hook was set by this call
+    reason: str = ""
+    retryable: bool = False  # failed on something that may pass later (Okta 429/5xx, network)
+
+
 class Preparer:
-    """Hooks and activates the org's STAGED users; `run` does them all."""
+    """Hooks and activates the org's STAGED users; `run` does them all, `prepare_user` one."""
 
     def __init__(
         self,
@@ -118,40 +129,48 @@ class Preparer:
         return ids
 
     async def _one(self, okta_id: str, outcome: PrepareOutcome, slots: asyncio.Semaphore) -> None:
-        login = ""
         try:
-            login, result, hooked, reason = await self._prepare(okta_id)
-        except OktaApiError as err:  # reading the user failed, even after the client's retries
-            result, hooked, reason = "failed", False, err.one_line()
-        except Exception as err:  # one user's trouble never stops the run
-            logger.exception("prepare of one user failed")
-            result, hooked, reason = "failed", False, type(err).__name__
+            prepared = await self.prepare_user(okta_id)
         finally:
             slots.release()
-        outcome.counts[result] += 1
-        outcome.counts["hooked"] += hooked
-        if result != "activated":
-            outcome.report.append((login, okta_id, result, reason))
+        outcome.counts[prepared.result] += 1
+        outcome.counts["hooked"] += prepared.hooked
+        if prepared.result != "activated":
+            outcome.report.append((prepared.login, okta_id, prepared.result, prepared.reason))
 
-    async def _prepare(self, okta_id: str) -> tuple[str, str, bool, str]:
-        """(login, result, hook set now, reason) for one user, recorded as it happens."""
+    async def prepare_user(self, okta_id: str) -> UserPrepared:
+        """Hook and activate one STAGED user: `run`'s step per user, and the event hook's.
+
+        Never raises for the user's own trouble: a failure is a `failed` result, `retryable`
+        when Okta may accept the same calls later.
+        """
+        try:
+            return await self._prepare(okta_id)
+        except OktaApiError as err:  # reading the user failed, even after the client's retries
+            return UserPrepared("", "failed", reason=err.one_line(), retryable=err.transient)
+        except Exception as err:  # one user's trouble never stops the run
+            logger.exception("prepare of one user failed")
+            return UserPrepared("", "failed", reason=type(err).__name__)
+
+    async def _prepare(self, okta_id: str) -> UserPrepared:
+        """One user, recorded in the ledger as it happens."""
         # Read by id (consistent, unlike search): a user activated since the listing must not
         # get the hook again, which would replace the password it may already have in Okta.
         user = await self.okta.get_user(okta_id)
         if user is None:
-            return "", "skipped", False, "not_found"
+            return UserPrepared("", "skipped", reason="not_found")
         login = str((user.get("profile") or {}).get("login", ""))
         if user.get("status") != "STAGED":
-            return login, "skipped", False, "not_staged"
+            return UserPrepared(login, "skipped", reason="not_staged")
         route = self.router.route(login)
         if route is None or not route.sources:
             # Not in the ledger: it is keyed by source, and no source of this gateway owns it.
-            return login, "skipped", False, "no_route"
+            return UserPrepared(login, "skipped", reason="no_route")
         # The ledger keys users by source: the route's first source is the one asked first.
         source = route.sources[0]
         needs_hook = not has_hook(user)
         if self.dry_run:
-            return login, "activated", needs_hook, ""
+            return UserPrepared(login, "activated", needs_hook)
         hooked = False
         try:
             if needs_hook:
@@ -163,11 +182,11 @@ class Preparer:
             if err.code == ALREADY_ACTIVE or err.code == NOT_FOUND:
                 # Activated or deleted by someone else since it was read: not ours to finish.
                 reason = "not_staged" if err.code == ALREADY_ACTIVE else "not_found"
-                return login, "skipped", hooked, reason
+                return UserPrepared(login, "skipped", hooked, reason)
             await self._record(source, login, okta_id, UserState.FAILED, reason=err.one_line())
-            return login, "failed", hooked, err.one_line()
+            return UserPrepared(login, "failed", hooked, err.one_line(), err.transient)
         await self._record(source, login, okta_id, UserState.ACTIVATED, activated_at=_now())
-        return login, "activated", hooked, ""
+        return UserPrepared(login, "activated", hooked)
 
     async def _record(
         self,

@@ -148,3 +148,20 @@ async def _source_report(
         ready_to_retire=ready,
         daily=daily,
     )
+
+
+def state_counts(progress: SourceProgress) -> dict[str, int]:
+    """The `gateway_migration_users` states of one source, by the definitions above."""
+    return {
+        "imported": progress.imported,
+        "migrated": progress.migrated,
+        "verified_unconfirmed": progress.verified_unconfirmed,
+        "pending": progress.pending,
+    }
+
+
+async def user_counts(ledger: Ledger, source_names: Iterable[str]) -> dict[str, dict[str, int]]:
+    """`state_counts` of `source_names` and every source the ledger has users of (one query)."""
+    progress = await ledger.progress()
+    names = sorted(set(source_names) | set(progress))
+    return {name: state_counts(progress.get(name) or SourceProgress(source=name)) for name in names}

@@ -126,6 +126,34 @@ class MigrationConfig(_Strict):
     retire_after_days: StrictInt = Field(14, ge=1, le=3650)
 
 
+# What an import can map, per source type that can list its users: Graph's user properties, or
+# None for a file whose columns are named freely (checked against the file when it is read).
+PROFILE_ATTRIBUTES: dict[str, frozenset[str] | None] = {
+    "azure_ad": GRAPH_USER_ATTRIBUTES,
+    "hashed_export": None,
+}
+# A file source's defaults: the column names `gateway migrate import` expects unless told.
+FILE_PROFILE = {
+    "login": "username",
+    "email": "email",
+    "firstName": "firstName",
+    "lastName": "lastName",
+}
+
+
+def for_source_type(settings: MigrationSourceConfig, kind: str) -> MigrationSourceConfig:
+    """`settings` with a file source's defaults for the keys the config left out."""
+    if kind != "hashed_export":
+        return settings
+    given = settings.model_fields_set
+    update: dict[str, object] = {}
+    if "profile" not in given:
+        update["profile"] = dict(FILE_PROFILE)
+    if "email_fallback" not in given:
+        update["email_fallback"] = "username"
+    return settings.model_copy(update=update) if update else settings
+
+
 def migration_problems(
     migration: MigrationConfig, source_types: dict[str, str], api: OktaApiConfig | None
 ) -> list[tuple[str, str]]:
@@ -137,10 +165,13 @@ def migration_problems(
         if kind is None:
             problems.append((here, f"no source is named {name!r}"))
             continue
-        if kind != "azure_ad":
+        if kind not in PROFILE_ATTRIBUTES:
             problems.append((here, f"source type {kind!r} cannot list its users for an import"))
+            continue
+        settings = for_source_type(settings, kind)
+        known = PROFILE_ATTRIBUTES[kind]
         for okta_attribute, graph_attribute in settings.profile.items():
-            if graph_attribute not in GRAPH_USER_ATTRIBUTES:
+            if known is not None and graph_attribute not in known:
                 problems.append(
                     (
                         f"{here}.profile.{okta_attribute}",
@@ -151,8 +182,10 @@ def migration_problems(
             if required not in settings.profile:
                 problems.append((f"{here}.profile", f"Okta requires {required}: map it"))
         fallback = settings.email_fallback
-        if fallback is not None and fallback not in GRAPH_USER_ATTRIBUTES:
+        if fallback is not None and known is not None and fallback not in known:
             problems.append((f"{here}.email_fallback", f"unknown Graph attribute {fallback!r}"))
+        if kind != "azure_ad" and (settings.group is not None or settings.include_disabled):
+            problems.append((here, "group and include_disabled are for Entra (azure_ad) sources"))
     if APP_MEMBERSHIP_EVENT in migration.prepare_on and migration.prepare_app_id is None:
         problems.append(
             ("migration.prepare_app_id", f"needed with {APP_MEMBERSHIP_EVENT} in prepare_on")

@@ -74,8 +74,17 @@ class SyncOutcome:
         return last_line("sync-attributes", self.counts, RESULTS, total="checked")
 
 
+@dataclass(frozen=True, slots=True)
+class UserSynced:
+    """What syncing one user did (a RESULTS value), and why."""
+
+    result: str
+    reason: str = ""
+    retryable: bool = False  # failed on something that may pass later (429/5xx, network, Graph)
+
+
 class AttributeSync:
-    """Copies changed source attributes to Okta; `run` streams the candidates it is given."""
+    """Copies changed source attributes to Okta; `run` streams candidates, `sync_user` does one."""
 
     def __init__(
         self,
@@ -118,42 +127,49 @@ class AttributeSync:
 
     async def _one(self, user: LedgerUser, outcome: SyncOutcome) -> None:
         try:
-            result, reason = await self._sync(user)
-        except Exception as err:  # one user's trouble never stops the run
-            logger.exception("attribute sync of one user failed", extra={"source": user.source})
-            result, reason = "failed", type(err).__name__
+            synced = await self.sync_user(user)
         finally:
             self._slots.release()
-        outcome.counts[result] += 1
-        if result == "failed":
-            print(f"sync-attributes: {user.login}: {reason}", file=sys.stderr)
+        outcome.counts[synced.result] += 1
+        if synced.result == "failed":
+            print(f"sync-attributes: {user.login}: {synced.reason}", file=sys.stderr)
 
-    async def _sync(self, user: LedgerUser) -> tuple[str, str]:
-        """(result, reason) for one candidate."""
+    async def sync_user(self, user: LedgerUser) -> UserSynced:
+        """Sync one candidate: `run`'s step per user, and sync on activate's.
+
+        Never raises for the user's own trouble: a failure is a `failed` result.
+        """
+        try:
+            return await self._sync(user)
+        except Exception as err:  # one user's trouble never stops the run
+            logger.exception("attribute sync of one user failed", extra={"source": user.source})
+            return UserSynced("failed", type(err).__name__)
+
+    async def _sync(self, user: LedgerUser) -> UserSynced:
         if not user.okta_id:
             # Looking the login up instead could update someone else's account.
-            return "failed", "no Okta id in the ledger"
+            return UserSynced("failed", "no Okta id in the ledger")
         try:
             source_user = await get_user(self.directory, user.login, self.select)
         except DirectoryListError as err:
-            return "failed", f"graph: {err.reason}"
+            return UserSynced("failed", f"graph: {err.reason}", retryable=True)
         try:
             if source_user is None or not self._enabled(source_user):
-                return await self._gone(user.okta_id)
+                return UserSynced(*await self._gone(user.okta_id))
             okta_user = await self.okta.get_user(user.okta_id)
             if okta_user is None:
                 # Deleted in Okta by someone else: nothing to sync, and worth a look.
-                return "failed", "not in Okta"
+                return UserSynced("failed", "not in Okta")
             changed = self.changes(source_user, _profile(okta_user))
             if not changed:
                 await self._mark(user)
-                return "unchanged", ""
+                return UserSynced("unchanged")
             if not self.dry_run:
                 await self.okta.update_profile(user.okta_id, changed)
         except OktaApiError as err:
-            return "failed", err.one_line()
+            return UserSynced("failed", err.one_line(), retryable=err.transient)
         await self._mark(user)
-        return "updated", ""
+        return UserSynced("updated")
 
     def _enabled(self, source_user: dict[str, Any]) -> bool:
         # An import that includes disabled users put them in Okta on purpose: not gone.

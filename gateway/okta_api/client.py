@@ -33,6 +33,7 @@ from gateway.okta_api.errors import (
     OktaApiError,
 )
 from gateway.okta_api.links import next_link, path_template
+from gateway.okta_api.operations import RequestObserver
 from gateway.okta_api.retry import RetryBudget
 from gateway.okta_api.stats import OktaApiStats
 from gateway.okta_api.transport import USER_AGENT, Answer, Transport, synthetic
@@ -88,7 +89,9 @@ class OktaApiClient:
         clock: Clock = SYSTEM_CLOCK,
         user_agent: str = USER_AGENT,
         rng: random.Random | None = None,
+        on_request: RequestObserver | None = None,
     ) -> None:
+        """``on_request(operation, status)`` is told of every attempt (see ``operations``)."""
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be >= 1")
         if timeout_seconds <= 0:
@@ -119,6 +122,7 @@ class OktaApiClient:
             stats=self.stats,
             user_agent=user_agent,
             rng=rng,
+            on_request=on_request,
         )
         if self._oauth is not None:
             self._oauth.fetch = self._transport.fetch_token
@@ -223,11 +227,14 @@ class OktaApiClient:
         hook: bool = True,
         activate: bool = True,
         group_ids: Sequence[str] = (),
+        password_hash: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """``POST /api/v1/users?activate=...``: one call creates the user with the password hook.
 
         With ``hook`` the password credential is ``{"hook": {"type": "default"}}``, so with
         ``activate`` the user is ACTIVE with provider IMPORT and no activation email is sent.
+        With ``password_hash`` (and ``hook=False``) it is ``{"hash": {...}}`` instead: a hash
+        Okta checks itself (``PasswordCredentialHash``), so the user is migrated at creation.
         Creating is not idempotent: when an attempt's answer is lost (timeout, dropped
         connection, 5xx), the login is looked up before anything is sent again, and a user found
         is returned instead (``stats.recovered``). Such a user is very likely the lost attempt's;
@@ -236,13 +243,17 @@ class OktaApiClient:
         login = profile.get("login")
         if not isinstance(login, str) or not login:
             raise ValueError("profile.login is required to create an Okta user")
-        if activate and not hook:
+        if hook and password_hash is not None:
+            raise ValueError("give the password hook or a password hash, not both")
+        if activate and not hook and password_hash is None:
             # Okta would mail an activation link and leave the user PROVISIONED, which the
             # migration can never activate again with the hook (issue 10).
             raise ValueError("refusing to activate a new user without the password hook")
         body: dict[str, Any] = {"profile": dict(profile)}
         if hook:
             body["credentials"] = PASSWORD_HOOK
+        elif password_hash is not None:
+            body["credentials"] = {"password": {"hash": dict(password_hash)}}
         if group_ids:
             body["groupIds"] = list(group_ids)
 
@@ -368,6 +379,33 @@ class OktaApiClient:
             idempotent=True,
         )
 
+    async def reset_password(self, user_id: str, *, send_email: bool = True) -> dict[str, Any]:
+        """``POST /api/v1/users/{id}/lifecycle/reset_password?sendEmail=...``.
+
+        With ``sendEmail=true`` Okta mails the user a reset link and answers ``{}``; with
+        ``false`` it answers ``{"resetPasswordUrl": ...}`` for the caller to deliver. The user
+        goes to RECOVERY. Sent again after a lost answer (at worst a second email).
+        """
+        answer = await self._transport.call(
+            "POST",
+            f"/api/v1/users/{self._segment(user_id)}/lifecycle/reset_password",
+            params={"sendEmail": "true" if send_email else "false"},
+            idempotent=True,
+        )
+        return answer.body if isinstance(answer.body, dict) else {}
+
+    async def expire_password(self, user_id: str) -> dict[str, Any]:
+        """``POST /api/v1/users/{id}/lifecycle/expire_password``: PASSWORD_EXPIRED, the user.
+
+        The user must choose a new password at the next sign-in; Okta answers the user.
+        """
+        answer = await self._transport.call(
+            "POST",
+            f"/api/v1/users/{self._segment(user_id)}/lifecycle/expire_password",
+            idempotent=True,  # expiring an expired password changes nothing
+        )
+        return answer.body if isinstance(answer.body, dict) else {}
+
     async def delete_user(self, user_id: str, *, send_email: bool = False) -> None:
         """``DELETE /api/v1/users/{id}``.
 
@@ -387,6 +425,53 @@ class OktaApiClient:
             idempotent=True,
             settle=settle,
         )
+
+    # -- system log ---------------------------------------------------------------------------
+    async def list_log_events(
+        self,
+        *,
+        filter: str | None = None,  # Okta's parameter name
+        since: str | None = None,
+        limit: int = 1000,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """``GET /api/v1/logs?filter=...&since=...``: events oldest first, until caught up.
+
+        The System Log is a polling API: it always sends a ``next`` link, also on its last
+        page (reference/okta-hooks.md §2.5), so the listing ends at the first short page
+        instead. ``since`` is ISO 8601; Okta's default is seven days ago.
+        """
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be 1..1000")
+        params = {"limit": str(limit), "sortOrder": "ASCENDING"}
+        if filter is not None:
+            params["filter"] = filter
+        if since is not None:
+            params["since"] = since
+        target: str | URL = "/api/v1/logs"
+        query: Mapping[str, str] | None = params
+        while True:
+            answer = await self._transport.call("GET", target, params=query, idempotent=True)
+            if not isinstance(answer.body, list):
+                raise OktaApiError(
+                    answer.status,
+                    "bad_response",
+                    "expected a JSON list",
+                    operation="GET /api/v1/logs",
+                )
+            for item in answer.body:
+                if isinstance(item, dict):
+                    yield item
+            following = next_link(answer.headers.getall("Link", []), answer.url)
+            if len(answer.body) < limit or following is None:
+                return
+            if following.origin() != self.org_url:
+                raise OktaApiError(
+                    answer.status,
+                    "bad_response",
+                    "the next-page link points outside the Okta org",
+                    operation="GET /api/v1/logs",
+                )
+            target, query = following, None
 
     # -- inline hooks -------------------------------------------------------------------------
     async def list_inline_hooks(self, hook_type: str | None = None) -> list[dict[str, Any]]:

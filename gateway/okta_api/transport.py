@@ -37,6 +37,7 @@ from gateway.okta_api.auth import Authorizer, TokenAnswer
 from gateway.okta_api.clock import Clock
 from gateway.okta_api.errors import OktaApiError, error_from_answer
 from gateway.okta_api.links import bucket_key, path_template
+from gateway.okta_api.operations import RequestObserver, operation_of, status_of
 from gateway.okta_api.pacing import Pacer
 from gateway.okta_api.retry import RetryBudget, backoff_seconds
 from gateway.okta_api.stats import OktaApiStats
@@ -84,8 +85,10 @@ class Transport:
         stats: OktaApiStats,
         user_agent: str = USER_AGENT,
         rng: random.Random | None = None,
+        on_request: RequestObserver | None = None,
     ) -> None:
         self.org_url = org_url
+        self.on_request = on_request  # told (operation, status class) after every attempt
         self.authorizer = authorizer
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self.timeout_seconds = timeout_seconds
@@ -282,11 +285,13 @@ class Transport:
         except aiohttp.ClientConnectorError:
             # The connection was never opened: nothing reached Okta, any call may go again.
             self.stats.network_errors += 1
+            self._observe(method, url, None)
             return OktaApiError(
                 None, "network", "cannot connect to Okta", operation=operation
             ), None
         except TimeoutError:
             self.stats.timeouts += 1
+            self._observe(method, url, None)
             timed_out = OktaApiError(
                 None,
                 "timeout",
@@ -297,6 +302,7 @@ class Transport:
             return timed_out, None
         except aiohttp.ClientError as exc:
             self.stats.network_errors += 1
+            self._observe(method, url, None)
             dropped = OktaApiError(
                 None,
                 "network",
@@ -308,6 +314,7 @@ class Transport:
         finally:
             self.pacer.settle(key)
         seen = self.pacer.observe(key, resp_headers, received)
+        self._observe(method, url, status)
         if 200 <= status < 300:
             return Answer(status, resp_headers, self._decode(raw, status, operation), url)
         failure = error_from_answer(status, reason, resp_headers, raw, operation=operation)
@@ -326,6 +333,11 @@ class Transport:
             self.stats.server_errors += 1
             failure = failure.evolve(outcome_unknown=True)
         return failure, wait
+
+    def _observe(self, method: str, url: URL, status: int | None) -> None:
+        """Tell the observer (metrics, a CLI tally) how one attempt went."""
+        if self.on_request is not None:
+            self.on_request(operation_of(method, url.raw_path), status_of(status))
 
     @staticmethod
     def _decode(raw: bytes, status: int, operation: str) -> Any:

@@ -48,6 +48,8 @@ def exported_names() -> set[str]:
         "entra", AzureAdSource.known_reasons, AzureAdSource.misconfiguration_reasons
     )
     metrics.config_loaded("0123456789ab")  # as every gateway does once its config is loaded
+    # As gateway.migration_gauges does once the ledger of a migrating gateway is read.
+    metrics.migration_users.labels(source="entra", state="pending").set(0)
     return {sample.name for family in metrics.registry.collect() for sample in family.samples}
 
 

@@ -35,6 +35,8 @@ REQUIRED_DASHBOARD_METRICS = {
     "gateway_state_full_total",
     "gateway_config_last_reload_successful",
     "gateway_config_info",
+    "gateway_migration_users",
+    "gateway_okta_api_requests_total",
 }
 REQUIRED_ALERTS = {
     "GatewayDown",
@@ -169,3 +171,9 @@ def test_misconfiguration_alert_is_source_neutral() -> None:
     (rule,) = [r for r in alert_rules() if r["alert"] == "MisconfigurationCodesSeen"]
     assert "gateway_source_misconfigured_total" in rule["expr"]
     assert "code=~" not in rule["expr"] and "aadsts" not in rule["expr"]
+
+
+def test_migration_stalled_is_built_on_the_ledger_gauges() -> None:
+    (rule,) = [r for r in alert_rules() if r["alert"] == "MigrationStalled"]
+    assert metric_names(rule["expr"]) == {"gateway_migration_users"}
+    assert 'state="pending"' in rule["expr"] and 'state="migrated"' in rule["expr"]

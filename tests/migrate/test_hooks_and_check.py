@@ -211,3 +211,53 @@ async def test_check_fails_a_route_whose_domain_has_no_user(
         "FAIL route-1: routes[1] (fab): no user in entra has a login at fabrikam.com: "
         "fix the route's domains or sources"
     ) in lines
+
+
+EVENT_SECRET = "Basic ZXZlbnRzOmV2ZW50LWhvb2stc2VjcmV0"
+
+
+async def test_register_hooks_creates_and_verifies_the_event_hook_against_the_running_gateway(
+    tenant: RunningEmulator, okta: RunningOktaEmulator, tmp_path: Path, aiohttp_server: Any
+) -> None:
+    from gateway.app import create_app
+
+    path = _write(tmp_path, tenant, okta)
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["migration"]["event_hook"] = {"auth": {"secrets": [EVENT_SECRET]}}
+    data["migration"]["sync_on_activate"] = True
+    server = await aiohttp_server(create_app(load_config(_dump(path, data))))
+    data["okta"]["hook_url"] = f"http://127.0.0.1:{server.port}/okta/password-import"
+    config = _dump(path, data)
+
+    code, lines = await _cli("register-hooks", config)
+    assert code == 0, lines
+    assert lines[1].startswith(f"created event-hook: http://127.0.0.1:{server.port}/okta/events")
+    assert lines[-1] == "register-hooks: created=2 updated=0 unchanged=0 failed=0"
+    (hook,) = okta.emulator.event_hooks.values()
+    assert (hook["status"], hook["verificationStatus"]) == ("ACTIVE", "VERIFIED")
+    assert sorted(hook["events"]["items"]) == ["user.import.password", "user.lifecycle.activate"]
+    auth = hook["channel"]["config"]["authScheme"]
+    assert (auth["key"], auth["value"]) == ("Authorization", EVENT_SECRET)
+
+    code, lines = await _cli("register-hooks", config)
+    assert lines[-1] == "register-hooks: created=0 updated=0 unchanged=2 failed=0", lines
+
+    # Fewer event types wanted: updated in place, verified again.
+    data["migration"]["sync_on_activate"] = False
+    code, lines = await _cli("register-hooks", _dump(path, data))
+    assert lines[-1] == "register-hooks: created=0 updated=1 unchanged=1 failed=0", lines
+    assert hook["events"]["items"] == ["user.import.password"]
+    assert hook["verificationStatus"] == "VERIFIED"
+
+    # Okta cannot verify a hook nobody answers: the line says so, exit 1.
+    await server.close()
+    data["migration"]["event_hook"]["path"] = "/okta/other-events"
+    code, lines = await _cli("register-hooks", _dump(path, data))
+    assert code == 1
+    assert lines[1].startswith("failed event-hook: ") and "start `gateway serve`" in lines[1]
+    assert EVENT_SECRET not in "\n".join(lines)
+
+
+def _dump(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path

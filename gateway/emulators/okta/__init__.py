@@ -5,7 +5,13 @@ One module per endpoint family:
 * ``users``: ``/api/v1/users`` create (``activate``, ``credentials.password.hook``, ``groupIds``),
   list (``limit``, ``after``, ``search``, ``filter``, ``q``; ``Link`` self/next), get by id or login,
   partial update (POST), replace (PUT), delete;
-* ``lifecycle``: ``/api/v1/users/{id}/lifecycle/activate|deactivate`` (``sendEmail``; emails counted);
+* ``lifecycle``: ``/api/v1/users/{id}/lifecycle/activate|deactivate|reset_password|expire_password``
+  (``sendEmail``; emails counted);
+* ``system_log`` / ``logs``: the events the org publishes (LogEvent) and ``GET /api/v1/logs``
+  (``since``, ``until``, ``filter``, ``q``, ``limit``, ``sortOrder``, ``after``; Link paging);
+* ``delivery`` / ``event_control``: event hook deliveries as Okta makes them (batches, 3 s, one
+  retry) and ``/_emulator/events/*`` (flush, pause, resume, settings, drop, deliveries),
+  ``/_emulator/apps/{appId}/users/{userId}`` (app assignment);
 * ``groups``: ``/api/v1/groups`` create/list/get/members, ``/api/v1/users/{id}/groups``;
 * ``inline_hooks`` / ``event_hooks``: hook management, event hook verification (the real GET);
 * ``oauth``: ``SSWS`` tokens and ``/oauth2/v1/token`` (private_key_jwt, signature verified);
@@ -19,6 +25,7 @@ reference/okta-hooks.md §1-3; where Okta documents no wording, the module says 
 """
 
 from gateway.emulators.okta.app import RunningOktaEmulator, create_app, serve, start_okta_emulator
+from gateway.emulators.okta.delivery import DeliveryRecord
 from gateway.emulators.okta.directory import (
     DEFAULT_API_TOKEN,
     DEFAULT_OAUTH_CLIENT_ID,
@@ -39,6 +46,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "DEFAULT_OAUTH_CLIENT_ID",
     "Credential",
+    "DeliveryRecord",
     "FaultMode",
     "OktaEmulator",
     "OktaOrg",

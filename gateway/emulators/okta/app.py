@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -16,11 +16,14 @@ from typing import Self
 from aiohttp import web
 
 from gateway.emulators.okta import (
+    authn,
     control,
+    event_control,
     event_hooks,
     groups,
     inline_hooks,
     lifecycle,
+    logs,
     oauth,
     signin,
     users,
@@ -34,12 +37,20 @@ __all__ = ["RunningOktaEmulator", "create_app", "main", "serve", "start_okta_emu
 logger = logging.getLogger(__name__)
 
 
+async def _event_delivery(app: web.Application) -> AsyncIterator[None]:
+    """Stop event hook deliveries and close their client session when the app stops."""
+    yield
+    await app[EMULATOR_KEY].delivery.close()
+
+
 def create_app(emulator: OktaEmulator) -> web.Application:
     """Build the aiohttp application serving ``emulator``."""
     app = web.Application(middlewares=[contain_errors, api_gate])
     app[EMULATOR_KEY] = emulator
+    app.cleanup_ctx.append(_event_delivery)
     add = app.router.add_route
     add("POST", "/oauth2/v1/token", oauth.handle_token)
+    add("POST", "/api/v1/authn", authn.handle_authn)
     add("GET", "/api/v1/users", users.list_users)
     add("POST", "/api/v1/users", users.create_user)
     add("GET", "/api/v1/users/{id}", users.get_user)
@@ -48,6 +59,14 @@ def create_app(emulator: OktaEmulator) -> web.Application:
     add("DELETE", "/api/v1/users/{id}", users.delete_user)
     add("POST", "/api/v1/users/{id}/lifecycle/activate", lifecycle.activate_user)
     add("POST", "/api/v1/users/{id}/lifecycle/deactivate", lifecycle.deactivate_user)
+    add("POST", "/api/v1/users/{id}/lifecycle/reset_password", lifecycle.reset_password)
+    add("POST", "/api/v1/users/{id}/lifecycle/expire_password", lifecycle.expire_password)
+    add(
+        "POST",
+        "/api/v1/users/{id}/lifecycle/expire_password_with_temp_password",
+        lifecycle.expire_password_with_temp_password,
+    )
+    add("GET", "/api/v1/logs", logs.list_logs)
     add("GET", "/api/v1/users/{id}/groups", groups.list_user_groups)
     add("GET", "/api/v1/groups", groups.list_groups)
     add("POST", "/api/v1/groups", groups.create_group)
@@ -80,6 +99,17 @@ def create_app(emulator: OktaEmulator) -> web.Application:
     add("PUT", "/_emulator/limits", control.handle_put_limits)
     add("GET", "/_emulator/profile-updates", control.handle_profile_updates)
     add("POST", "/_emulator/users/{login}/sign-in", signin.handle_sign_in)
+    add("PUT", "/_emulator/authn", authn.handle_put_settings)
+    add("PUT", "/_emulator/authn/users/{login}", authn.handle_put_user)
+    add("POST", "/_emulator/events/flush", event_control.handle_flush)
+    add("POST", "/_emulator/events/pause", event_control.handle_pause)
+    add("POST", "/_emulator/events/resume", event_control.handle_resume)
+    add("GET", "/_emulator/events/settings", event_control.handle_get_settings)
+    add("PUT", "/_emulator/events/settings", event_control.handle_put_settings)
+    add("GET", "/_emulator/events/drop", event_control.handle_get_drop)
+    add("PUT", "/_emulator/events/drop", event_control.handle_put_drop)
+    add("GET", "/_emulator/events/deliveries", event_control.handle_deliveries)
+    add("POST", "/_emulator/apps/{app_id}/users/{user_id}", event_control.handle_assign_app)
     return app
 
 
@@ -111,11 +141,15 @@ async def start_okta_emulator(
     port: int = 0,
     *,
     clock: Callable[[], float] = time.time,
+    seed: int | None = None,
     access_log: bool = False,
     shutdown_timeout: float = 1.0,
 ) -> RunningOktaEmulator:
-    """Serve a new emulator on ``host:port`` (port 0 picks a free one) in the running loop."""
-    emulator = OktaEmulator(org if org is not None else OktaOrg(), clock=clock)
+    """Serve a new emulator on ``host:port`` (port 0 picks a free one) in the running loop.
+
+    ``seed`` makes event uuids and delivery ids reproducible (default: random).
+    """
+    emulator = OktaEmulator(org if org is not None else OktaOrg(), clock=clock, seed=seed)
     runner = web.AppRunner(
         create_app(emulator),
         # Request lines carry logins (GET /api/v1/users/{login}): the access log is opt-in.
@@ -135,14 +169,14 @@ async def start_okta_emulator(
     url_host = "127.0.0.1" if host in ("0.0.0.0", "") else host  # noqa: S104 - mapping only
     if ":" in url_host:
         url_host = f"[{url_host}]"
-    return RunningOktaEmulator(
-        url=f"http://{url_host}:{real_port}", port=real_port, emulator=emulator, runner=runner
-    )
+    url = f"http://{url_host}:{real_port}"
+    emulator.org_url = url  # the ``source`` of event hook deliveries
+    return RunningOktaEmulator(url=url, port=real_port, emulator=emulator, runner=runner)
 
 
-async def _serve_until_stopped(org: OktaOrg, host: str, port: int) -> None:
+async def _serve_until_stopped(org: OktaOrg, host: str, port: int, seed: int | None = None) -> None:
     """Run until SIGINT/SIGTERM."""
-    running = await start_okta_emulator(org, host, port)
+    running = await start_okta_emulator(org, host, port, seed=seed)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -162,11 +196,17 @@ async def _serve_until_stopped(org: OktaOrg, host: str, port: int) -> None:
         await running.close()
 
 
-def serve(users_path: str | Path | None, host: str = "127.0.0.1", port: int = 8500) -> None:
+def serve(
+    users_path: str | Path | None,
+    host: str = "127.0.0.1",
+    port: int = 8500,
+    *,
+    seed: int | None = None,
+) -> None:
     """Load the org file (or start empty) and serve the emulator until interrupted (blocking)."""
     org = load_org(users_path) if users_path else OktaOrg()
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve_until_stopped(org, host, port))
+        asyncio.run(_serve_until_stopped(org, host, port, seed))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,9 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--users", default=None, help="org file (YAML): users, groups, tokens")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
+    parser.add_argument("--seed", type=int, default=None, help="reproducible event uuids")
     args = parser.parse_args(argv)
     try:
-        serve(args.users, args.host, args.port)
+        serve(args.users, args.host, args.port, seed=args.seed)
     except OrgFileError as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@
 * ``GET|PUT /_emulator/limits``: ``{"limits": {bucket: per_minute|null}, "concurrency_limit"}``.
 * ``GET  /_emulator/profile-updates``: the attributes each profile update changed, in order.
 * ``POST /_emulator/users/{login}/sign-in``: see ``signin``.
+* ``/_emulator/events/*`` and ``/_emulator/apps/{appId}/users/{userId}``: see ``event_control``.
 """
 
 from __future__ import annotations

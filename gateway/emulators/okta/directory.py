@@ -51,6 +51,7 @@ MANAGEMENT_SCOPES = (
     "okta.inlineHooks.manage",
     "okta.eventHooks.read",
     "okta.eventHooks.manage",
+    "okta.logs.read",
 )
 
 

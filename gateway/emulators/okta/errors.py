@@ -1,8 +1,9 @@
 """Okta's error object (errorCode, errorSummary, errorLink, errorId, errorCauses) and its catalogue.
 
 Codes and summaries follow the management OpenAPI spec's ``Error*`` examples (E0000001, E0000006,
-E0000007, E0000009, E0000011, E0000047, E0000093) and what Okta is known to answer where the spec
-has no example (E0000003, E0000016, E0000022, E0000031, the duplicate-login cause). Only
+E0000007, E0000009, E0000011, E0000028, E0000047, E0000093) and what Okta is known to answer where
+the spec has no example (E0000003, E0000016, E0000022, E0000031, the duplicate-login cause, and
+E0000038, quoted by Okta Support for an operation refused in the user's current status). Only
 ``errorCode`` is stable for program logic (reference/okta-hooks.md §2.6); clients should not parse
 the summaries, but the emulator keeps them as close to Okta's as is known so logs look familiar.
 """
@@ -28,9 +29,11 @@ __all__ = [
     "invalid_search",
     "invalid_token",
     "method_not_allowed",
+    "missing_parameter",
     "not_found",
     "rate_limited",
     "validation_failed",
+    "wrong_status",
 ]
 
 DUPLICATE_LOGIN_CAUSE = (
@@ -132,6 +135,20 @@ def forbidden(scope: str | None = None, resource: str | None = None) -> OktaApiE
 def already_active() -> OktaApiError:
     """403 E0000016: activate called on a user that is not STAGED or DEPROVISIONED."""
     return OktaApiError(403, "E0000016", "Activation failed because the user is already active")
+
+
+def wrong_status() -> OktaApiError:
+    """403 E0000038: the lifecycle operation is not allowed in the user's current status."""
+    return OktaApiError(
+        403, "E0000038", "This operation is not allowed in the user's current status."
+    )
+
+
+def missing_parameter(name: str) -> OktaApiError:
+    """400 E0000028: a required query parameter (e.g. ``sendEmail`` of reset_password) is missing."""
+    return OktaApiError(
+        400, "E0000028", "The request is missing a required parameter.", (f"{name}: required",)
+    )
 
 
 def method_not_allowed() -> OktaApiError:

@@ -7,7 +7,7 @@ OpenAPI operations ``createEventHook`` (created ACTIVE and UNVERIFIED), ``listEv
 URI gets ``x-okta-verification-challenge: <value>`` plus the auth and custom headers, must answer
 ``{"verification": "<value>"}`` within 3 s (one retry after a timeout or error, redirects not
 followed); otherwise the verify call answers 400. Only header auth exists for event hooks.
-Deliveries of events are not emulated.
+Deliveries of events are in ``delivery``.
 """
 
 from __future__ import annotations

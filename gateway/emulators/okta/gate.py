@@ -2,9 +2,10 @@
 
 Order, as a request meets it: count it per endpoint -> refuse past the concurrency limit (429,
 ``X-Rate-Limit-Limit: 0``) -> injected latency -> injected fault -> count it in its bucket (429
-E0000047 past the limit) -> authenticate (``/api/v1`` only) -> handler. Every API response carries
-``X-Rate-Limit-Limit/-Remaining/-Reset``, ``X-Okta-Request-Id`` and a ``Date`` from the emulator's
-clock (the SDKs wait ``Reset - Date + 1`` seconds, so both must come from the same clock).
+E0000047 past the limit) -> authenticate (``/api/v1`` but ``/api/v1/authn``) -> handler. Every API
+response carries ``X-Rate-Limit-Limit/-Remaining/-Reset``, ``X-Okta-Request-Id`` and a ``Date``
+from the emulator's clock (the SDKs wait ``Reset - Date + 1`` seconds, so both must come from the
+same clock).
 Handler errors (``OktaApiError``) and unknown routes become Okta's JSON error objects.
 """
 
@@ -23,6 +24,7 @@ from gateway.emulators.okta import errors
 from gateway.emulators.okta.limits import RateLimitState, bucket_for
 from gateway.emulators.okta.oauth import authenticate
 from gateway.emulators.okta.state import EMULATOR_KEY, OktaEmulator
+from gateway.emulators.okta.system_log import REQUEST_CONTEXT, RequestContext
 
 __all__ = ["HANG_SECONDS", "api_gate", "contain_errors"]
 
@@ -87,7 +89,8 @@ async def _admit(
         emulator.rate_limited_by_bucket[bucket] += 1
         return errors.rate_limited(state.headers()).response(), state
     try:
-        if request.path.startswith("/api/v1/"):
+        # Primary authentication is a public application's call: no API token (authn module).
+        if request.path.startswith("/api/v1/") and bucket != "authn":
             authenticate(emulator, request)
         return await handler(request), state
     except errors.OktaApiError as err:
@@ -106,6 +109,9 @@ async def api_gate(request: web.Request, handler: Handler) -> web.StreamResponse
     if bucket is None:
         return await handler(request)
     emulator.requests_by_endpoint[_endpoint(request)] += 1
+    request_id = secrets.token_urlsafe(18)
+    # Events the handler publishes name this request (debugContext, transaction).
+    REQUEST_CONTEXT.set(RequestContext(request_id, request.path))
     limit = emulator.concurrency_limit
     if limit is not None and emulator.in_flight >= limit:
         emulator.concurrency_rejections += 1
@@ -122,7 +128,7 @@ async def api_gate(request: web.Request, handler: Handler) -> web.StreamResponse
             emulator.in_flight -= 1
         for name, value in state.headers().items():
             response.headers.setdefault(name, value)
-    response.headers["X-Okta-Request-Id"] = secrets.token_urlsafe(18)
+    response.headers["X-Okta-Request-Id"] = request_id
     response.headers["Date"] = formatdate(emulator.clock(), usegmt=True)
     emulator.responses_by_status[response.status] += 1
     return response

@@ -38,7 +38,9 @@ DEFAULT_LIMITS: Final[dict[str, int | None]] = {
     "user_lifecycle": 600,  # /api/v1/users/{id}/lifecycle/*, /groups - UNCONFIRMED (/api/v1/users*)
     "groups": 500,  # /api/v1/groups* - UNCONFIRMED
     "hooks": 100,  # /api/v1/inlineHooks*, /api/v1/eventHooks* - UNCONFIRMED
+    "logs": 120,  # GET /api/v1/logs - UNCONFIRMED (the figure Okta long published for it)
     "oauth2_token": 600,  # /oauth2/v1/token - UNCONFIRMED
+    "authn": 600,  # POST /api/v1/authn, org-wide - UNCONFIRMED (Okta also limits per username)
 }
 BUCKETS: Final = tuple(DEFAULT_LIMITS)
 
@@ -53,6 +55,8 @@ def bucket_for(method: str, path: str) -> str | None:
     if parts[:2] != ["api", "v1"] or len(parts) < 3:
         return None
     family = parts[2]
+    if family == "authn":
+        return "authn"
     if family == "users":
         if len(parts) == 3:
             return "users_collection"
@@ -63,6 +67,8 @@ def bucket_for(method: str, path: str) -> str | None:
         return "groups"
     if family in ("inlineHooks", "eventHooks"):
         return "hooks"
+    if family == "logs":
+        return "logs"
     return None
 
 

@@ -3,7 +3,8 @@
 Shapes follow the management OpenAPI spec (``User``, ``UserCredentials``, ``AuthenticationProvider``,
 ``Group``) and its examples ``create-user-with-password-import-inline-hook-response``,
 ``create-user-without-credentials-response`` and ``group-example``. Nothing here keeps a
-password or a password hash: the emulator records only *which kind* of credential a user has.
+password: the emulator records *which kind* of credential a user has, and an imported password
+hash (``credentials.password.hash``) so that a sign-in can be checked against it.
 """
 
 from __future__ import annotations
@@ -149,6 +150,8 @@ class UserRecord:
     recovery_question: str | None = None
     type_id: str = DEFAULT_USER_TYPE_ID
     group_ids: list[str] = field(default_factory=list)
+    # The imported hash Okta checks at the first sign-in (Credential.HASH only); never shown.
+    password_hash: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def login(self) -> str:

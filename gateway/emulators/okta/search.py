@@ -1,4 +1,4 @@
-"""The ``search`` and ``filter`` expressions of ``GET /api/v1/users``, parsed and evaluated.
+"""The ``search``/``filter`` expressions of ``GET /api/v1/users`` and ``/api/v1/logs``, parsed.
 
 Rules from the OpenAPI spec's ``listUsers`` parameters:
 
@@ -12,7 +12,11 @@ Rules from the OpenAPI spec's ``listUsers`` parameters:
   ``profile.firstName`` and ``profile.lastName``; only ``eq``, except ``lastUpdated`` which also
   takes ``gt``/``ge``/``lt``/``le``; ``and``/``or``; values compared case-sensitively.
 
-Operators are case-insensitive in both; property names are case-sensitive. ``not`` and ``ne`` are
+* ``logs`` (the System Log ``filter``): any attribute under the ``LogEvent`` top-level names
+  (``eventType``, ``outcome.result``, ``actor.id``, ``target.alternateId``, ``published``, ...);
+  ``eq``, ``sw``, ``co`` and the orderings (dates on ``published``); values case-sensitive.
+
+Operators are case-insensitive in all modes; property names are case-sensitive. ``not`` and ``ne`` are
 refused (Okta supports neither). Array attributes match when any element does (SCIM).
 """
 
@@ -28,14 +32,34 @@ from gateway.emulators.okta.errors import invalid_search
 
 __all__ = ["Predicate", "parse"]
 
-Mode = Literal["search", "filter"]
+Mode = Literal["search", "filter", "logs"]
 Predicate = Callable[[Callable[[str], Any]], bool]
 
 _TOKEN = re.compile(r'\s*(?:(\()|(\))|"((?:[^"\\]|\\.)*)"|([^\s()"]+))')
 _TOP_LEVEL = frozenset(
     {"id", "status", "created", "activated", "statusChanged", "lastUpdated", "type.id"}
 )
-_DATES = frozenset({"created", "activated", "statusChanged", "lastUpdated"})
+_DATES = frozenset({"created", "activated", "statusChanged", "lastUpdated", "published"})
+_LOG_ROOTS = frozenset(
+    {
+        "actor",
+        "authenticationContext",
+        "client",
+        "debugContext",
+        "displayMessage",
+        "eventType",
+        "legacyEventType",
+        "outcome",
+        "published",
+        "request",
+        "securityContext",
+        "severity",
+        "target",
+        "transaction",
+        "uuid",
+        "version",
+    }
+)
 _CONTAINS_OK = frozenset(
     {"profile.firstName", "profile.lastName", "profile.email", "profile.login"}
 )
@@ -199,6 +223,10 @@ class _Parser:
 
     def _check(self, attribute: str, operator: str) -> None:
         """Refuse what Okta refuses for this mode."""
+        if self.mode == "logs":
+            if attribute.split(".", 1)[0] not in _LOG_ROOTS:
+                raise invalid_search(f"{attribute} is not a property of a log event")
+            return
         if self.mode == "filter":
             if attribute not in _FILTERABLE:
                 raise invalid_search(f"{attribute} cannot be used in a filter")
@@ -219,5 +247,5 @@ def _is_number(text: str) -> bool:
 
 
 def parse(expression: str, mode: Mode) -> Predicate:
-    """Compile a ``search`` or ``filter`` expression; raise OktaApiError (400 E0000031) if invalid."""
+    """Compile an expression for ``mode``; raise OktaApiError (400 E0000031) if invalid."""
     return _Parser(_tokens(expression), mode).parse()

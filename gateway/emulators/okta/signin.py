@@ -7,7 +7,15 @@ the org's ACTIVE password import inline hook the way Okta does (reference/okta-h
 HTTPS-shaped POST of the §1.3 payload with ``{login}`` as the typed username, the hook's auth and
 custom headers, a 3 s timeout, one retry after a timeout or 5xx (never after 2xx/4xx), redirects
 not followed; 200 with ``VERIFIED`` imports the password, anything else leaves the user on IMPORT.
-OAuth-authenticated hook channels are not emulated. The password is never stored or logged.
+OAuth-authenticated hook channels are not emulated. With a password and a user imported with
+``credentials.password.hash``, the password is checked against that hash (``hashes``), as Okta
+does without any hook. The password is never stored or logged.
+
+Every time the hook fires, a ``user.import.password`` event is published (OpenAPI: "created every
+time a password import inline hook is fired"): outcome SUCCESS when it verified, FAILURE when it
+answered UNVERIFIED (or 204) or gave no usable answer; the latter also writes
+``inline_hook.executed`` FAILURE. A sign-in without a password (simulated) that imports a hooked
+user publishes SUCCESS too, as if the hook had verified.
 
 Answer: 200 ``{"login", "result": "VERIFIED"|"UNVERIFIED"|"HOOK_ERROR", "reason", "provider"}``;
 404 for an unknown user; 409 when Okta would not let the user sign in at all (not ACTIVE, or no
@@ -24,6 +32,7 @@ from typing import Any, Final
 import aiohttp
 from aiohttp import web
 
+from gateway.emulators.okta.hashes import hash_matches
 from gateway.emulators.okta.inline_hooks import PASSWORD_IMPORT
 from gateway.emulators.okta.models import Credential, Status, iso, new_id
 from gateway.emulators.okta.state import EMULATOR_KEY, OktaEmulator
@@ -97,8 +106,8 @@ async def _call_hook_once(
 
 async def _through_hook(
     emulator: OktaEmulator, base: str, username: str, password: str
-) -> tuple[str, str]:
-    """Run the org's active password import hook for one sign-in attempt."""
+) -> tuple[str, str, dict[str, Any] | None]:
+    """Run the org's active password import hook: (result, reason, the hook if it fired)."""
     hook = next(
         (
             h
@@ -108,9 +117,9 @@ async def _through_hook(
         None,
     )
     if hook is None:
-        return "HOOK_ERROR", "no_active_password_import_hook"
+        return "HOOK_ERROR", "no_active_password_import_hook", None
     if hook["channel"]["type"] != "HTTP":
-        return "HOOK_ERROR", "oauth_hook_channel_not_emulated"
+        return "HOOK_ERROR", "oauth_hook_channel_not_emulated", None
     body = json.dumps(_payload(emulator, hook["id"], base, username, password)).encode()
     async with aiohttp.ClientSession() as session:
         for _ in range(2):  # the call and at most one retry
@@ -119,8 +128,8 @@ async def _through_hook(
                 session, hook["channel"]["config"], body, emulator.hook_timeout
             )
             if outcome is not None:
-                return outcome
-    return "HOOK_ERROR", "hook_timeout_or_5xx"
+                return outcome[0], outcome[1], hook
+    return "HOOK_ERROR", "hook_timeout_or_5xx", hook
 
 
 async def handle_sign_in(request: web.Request) -> web.Response:
@@ -144,12 +153,21 @@ async def handle_sign_in(request: web.Request) -> web.Response:
         raw = body.get("password") if isinstance(body, dict) else None
         password = raw if isinstance(raw, str) else None
     result, reason = "VERIFIED", "simulated"
+    fired: dict[str, Any] | None = None
     if user.credential is Credential.HOOK and password is not None:
-        result, reason = await _through_hook(emulator, base_url(request), typed, password)
+        result, reason, fired = await _through_hook(emulator, base_url(request), typed, password)
+    elif user.credential is Credential.HASH and password is not None and user.password_hash:
+        # An imported hash: Okta checks the password against it itself, no hook involved.
+        matched = await asyncio.to_thread(hash_matches, user.password_hash, password)
+        result, reason = ("VERIFIED", "hash_match") if matched else ("UNVERIFIED", "hash_mismatch")
     if result == "VERIFIED":
         emulator.sign_in(user)
     else:
         emulator.events["sign_ins_failed"] += 1
+        if fired is not None and result == "UNVERIFIED":
+            emulator.password_import_failed(user, "INVALID_CREDENTIALS")
+        elif fired is not None:
+            emulator.password_import_failed(user, reason, hook=fired)
     return web.json_response(
         {"login": user.login, "result": result, "reason": reason, "provider": user.provider}
     )

@@ -8,13 +8,22 @@ lifecycle rules live here so seeds, the API and the control plane all obey the s
   without a credential: PROVISIONED and an activation email (Okta mails a one-time token);
 * ``lifecycle/activate`` only from STAGED or DEPROVISIONED: with a credential ACTIVE, without one
   PROVISIONED; ``sendEmail=true`` (the default) sends the activation email either way;
-* ``DELETE`` on a user that is not DEPROVISIONED deactivates it; a second DELETE removes it.
+* ``DELETE`` on a user that is not DEPROVISIONED deactivates it; a second DELETE removes it;
+* ``reset_password`` (ACTIVE, PROVISIONED, RECOVERY, PASSWORD_EXPIRED, LOCKED_OUT): RECOVERY, the
+  old credential (an import hook too) no longer signs in; ``sendEmail=true`` mails a reset link;
+* ``expire_password`` (ACTIVE, PASSWORD_EXPIRED): PASSWORD_EXPIRED, no email.
+
+Every change an admin or user makes is published as a System Log event (``publish``), which
+``delivery.EventDelivery`` hands to the subscribed event hooks. Seeding from the org file
+publishes nothing: it is the org's past.
 """
 
 from __future__ import annotations
 
 import bisect
+import random
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -23,6 +32,7 @@ from typing import Any, Final, Literal
 from aiohttp import web
 
 from gateway.emulators.okta import errors
+from gateway.emulators.okta.delivery import EventDelivery
 from gateway.emulators.okta.directory import OktaOrg, OrgFileError, SeedOAuthClient
 from gateway.emulators.okta.limits import FaultMode, FaultPlan, RateLimiter
 from gateway.emulators.okta.models import (
@@ -33,11 +43,35 @@ from gateway.emulators.okta.models import (
     new_id,
     profile_problems,
 )
+from gateway.emulators.okta.system_log import (
+    ADMIN_ACTOR,
+    SYSTEM_ACTOR,
+    SystemLog,
+    build_event,
+    user_actor,
+    user_target,
+)
 
 __all__ = ["EMULATOR_KEY", "AccessToken", "OktaEmulator"]
 
 MAX_GROUP_IDS: Final = 20  # groupIds at creation (OpenAPI createUser, E0000093 past it)
 MAX_RECORDED_UPDATES: Final = 10_000
+SIGN_IN_URI: Final = "/idp/idx/challenge/answer"  # the Identity Engine endpoint of a sign-in
+RESETTABLE: Final = frozenset(
+    {
+        Status.ACTIVE,
+        Status.PROVISIONED,
+        Status.RECOVERY,
+        Status.PASSWORD_EXPIRED,
+        Status.LOCKED_OUT,
+    }
+)
+EXPIRABLE: Final = frozenset({Status.ACTIVE, Status.PASSWORD_EXPIRED})
+
+
+def _generator(seed: int | None) -> random.Random:
+    """Seeded: the same uuids on every run; else from the OS (uuids only, nothing secret)."""
+    return random.Random(seed) if seed is not None else random.SystemRandom()  # noqa: S311
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +86,22 @@ class AccessToken:
 class OktaEmulator:
     """All state of one emulated org, its counters and its rate limiter."""
 
-    def __init__(self, org: OktaOrg, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        org: OktaOrg,
+        *,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
         self.org = org
         self.clock = clock
+        self.seed = seed
+        self.org_url = "http://127.0.0.1"  # set to the listening URL by start_okta_emulator
+        # Event uuids: reproducible with a seed; random by default, so two runs of a demo
+        # against one persistent consumer never share uuids (it dedupes on them).
+        self._rng = _generator(seed)
+        self.system_log = SystemLog()
+        self.delivery = EventDelivery(self)
         self.limiter = RateLimiter(org.rate_limits, clock=clock)
         self.concurrency_limit = org.concurrency_limit
         self.fault = FaultPlan()
@@ -70,6 +117,7 @@ class OktaEmulator:
         self.events: Counter[str] = Counter()  # users_created, users_activated, ...
         self.activation_emails: Counter[str] = Counter()  # login -> emails that would be sent
         self.deactivation_emails: Counter[str] = Counter()
+        self.password_reset_emails: Counter[str] = Counter()
         self.profile_updates: list[dict[str, Any]] = []  # {"id", "method", "attributes"}
         self._load(org)
 
@@ -88,6 +136,7 @@ class OktaEmulator:
         self.access_tokens: dict[str, AccessToken] = {}
         self.used_assertion_ids: dict[str, float] = {}
         self.api_tokens = frozenset(org.api_tokens)
+        self.app_users: dict[str, dict[str, str]] = {}  # app id -> {user id: app label}
         self.oauth_clients: dict[str, SeedOAuthClient] = {c.client_id: c for c in org.oauth_clients}
         self.custom_attributes = frozenset(org.custom_attributes)
         for seed_group in org.groups:
@@ -117,8 +166,10 @@ class OktaEmulator:
             self.events,
             self.activation_emails,
             self.deactivation_emails,
+            self.password_reset_emails,
         ):
             counter.clear()
+        self.delivery.reset_counters()
         self.profile_updates.clear()
         self.concurrency_rejections = 0
         self.peak_in_flight = self.in_flight
@@ -129,7 +180,67 @@ class OktaEmulator:
         self.reset_counters()
         self.fault = FaultPlan()
         self.latency_ms = 0
+        self.delivery.discard_pending()
+        self.system_log.clear()
         self._load(self.org)
+
+    def reseed(self, seed: int | None) -> None:
+        """Restart event uuids from ``seed`` (None: random)."""
+        self.seed = seed
+        self._rng = _generator(seed)
+
+    # -- events -----------------------------------------------------------------------------
+    def new_uuid(self) -> str:
+        """A version 4 UUID from the emulator's generator (seeded: reproducible)."""
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def publish(
+        self,
+        event_type: str,
+        targets: list[dict[str, Any]],
+        *,
+        actor: dict[str, Any] = ADMIN_ACTOR,
+        result: str = "SUCCESS",
+        reason: str | None = None,
+        request_uri: str | None = None,
+    ) -> dict[str, Any]:
+        """Write an event to the System Log and queue it for the event hooks that want it."""
+        now = self.clock()
+        event = build_event(
+            self.new_uuid(),
+            event_type,
+            now,
+            actor=actor,
+            targets=targets,
+            result=result,
+            reason=reason,
+            request_uri=request_uri,
+        )
+        self.system_log.append(event, now)
+        self.delivery.submit(event)
+        return event
+
+    async def flush_events(self, max_wait: float = 30.0) -> dict[str, Any]:
+        """Deliver every queued event now and wait for the deliveries (see ``EventDelivery``)."""
+        return await self.delivery.flush(max_wait)
+
+    def log_delivery_failure(self, hook: dict[str, Any], error: str) -> None:
+        """``event_hook.delivery`` FAILURE: in the System Log only, never delivered itself."""
+        target = {
+            "id": hook["id"],
+            "type": "EventHook",
+            "alternateId": hook["channel"]["config"]["uri"],
+            "displayName": hook["name"],
+            "detailEntry": None,
+        }
+        self.publish(
+            "event_hook.delivery",
+            [target],
+            actor=SYSTEM_ACTOR,
+            result="FAILURE",
+            reason=error,
+            request_uri="",
+        )
 
     def set_fault(
         self,
@@ -202,6 +313,7 @@ class OktaEmulator:
         activate: bool,
         group_ids: list[str],
         recovery_question: str | None = None,
+        password_hash: dict[str, Any] | None = None,
     ) -> UserRecord:
         """``POST /api/v1/users``: validate, store, join groups, activate if asked."""
         if len(group_ids) > MAX_GROUP_IDS:
@@ -215,8 +327,10 @@ class OktaEmulator:
         self._check_groups(group_ids)
         user = self._insert(profile, credential)
         user.recovery_question = recovery_question
+        user.password_hash = password_hash if credential is Credential.HASH else None
         self.add_memberships(user, group_ids)
         self.events["users_created"] += 1
+        self.publish("user.lifecycle.create", [user_target(user)])
         if activate:
             # Create-and-activate mails a token only when the user has no password to sign in with.
             self.activate(user, send_email=credential is Credential.NONE)
@@ -307,6 +421,7 @@ class OktaEmulator:
         self.events["users_activated" if has_credential else "users_provisioned"] += 1
         if send_email:
             self.activation_emails[user.login] += 1
+        self.publish("user.lifecycle.activate", [user_target(user)])
 
     def deactivate(self, user: UserRecord, *, send_email: bool) -> None:
         """Any status -> DEPROVISIONED (a no-op when already there)."""
@@ -316,6 +431,46 @@ class OktaEmulator:
         self.events["users_deactivated"] += 1
         if send_email:
             self.deactivation_emails[user.login] += 1
+        self.publish("user.lifecycle.deactivate", [user_target(user)])
+
+    def reset_password(self, user: UserRecord, *, send_email: bool) -> None:
+        """RECOVERY until the user sets a new password; the old credential stops working."""
+        if user.status not in RESETTABLE:
+            raise errors.wrong_status()
+        # A reset ends a password import: Okta stops calling the hook once the password is
+        # reset in Okta (okta-hooks.md §4.2), so the provider is OKTA from here on.
+        user.credential = Credential.NONE
+        self._set_status(user, Status.RECOVERY)
+        self.events["passwords_reset"] += 1
+        if send_email:
+            self.password_reset_emails[user.login] += 1
+        self.publish("user.account.reset_password", [user_target(user)])
+
+    def expire_password(self, user: UserRecord) -> None:
+        """PASSWORD_EXPIRED: the user must change the password at the next sign-in."""
+        if user.status not in EXPIRABLE:
+            raise errors.wrong_status()
+        self._set_status(user, Status.PASSWORD_EXPIRED)
+        self.events["passwords_expired"] += 1
+        self.publish("user.account.expire_password", [user_target(user)])
+
+    def assign_app(self, app_id: str, user: UserRecord, label: str) -> bool:
+        """Assign ``user`` to the app; False when already assigned (no event then)."""
+        members = self.app_users.setdefault(app_id, {})
+        if user.id in members:
+            return False
+        members[user.id] = label
+        self.events["app_assignments"] += 1
+        app_user = {**user_target(user), "type": "AppUser"}
+        app = {
+            "id": app_id,
+            "type": "AppInstance",
+            "alternateId": label,
+            "displayName": label,
+            "detailEntry": None,
+        }
+        self.publish("application.user_membership.add", [app_user, app, user_target(user)])
+        return True
 
     def delete(self, user: UserRecord) -> None:
         """Remove a DEPROVISIONED user and its memberships (the cursor position is kept)."""
@@ -327,16 +482,61 @@ class OktaEmulator:
             group = self.groups.get(group_id)
             if group is not None:
                 group.member_ids.discard(user.id)
+        for members in self.app_users.values():
+            members.pop(user.id, None)
         self.events["users_deleted"] += 1
+        self.publish("user.lifecycle.delete.initiated", [user_target(user)])
 
     def sign_in(self, user: UserRecord) -> None:
         """A successful first sign-in: an imported credential becomes an Okta password."""
+        hooked = user.credential is Credential.HOOK
         if user.credential in (Credential.HOOK, Credential.HASH):
             user.credential = Credential.PASSWORD
+            user.password_hash = None  # Okta rehashes the password it now holds
             user.password_changed = self.clock()
             self.events["passwords_imported"] += 1
         user.last_login = user.last_updated = self.clock()
         self.events["sign_ins"] += 1
+        if hooked:
+            self.publish(
+                "user.import.password",
+                [user_target(user)],
+                actor=user_actor(user),
+                request_uri=SIGN_IN_URI,
+            )
+
+    def password_import_failed(
+        self, user: UserRecord, reason: str, *, hook: dict[str, Any] | None = None
+    ) -> None:
+        """The hook fired and did not verify: ``user.import.password`` FAILURE.
+
+        Okta writes that event every time the hook fires (OpenAPI password import description);
+        a hook that gave no usable answer also gets ``inline_hook.executed`` (okta-hooks.md §1.5).
+        """
+        if hook is not None:
+            target = {
+                "id": hook["id"],
+                "type": "InlineHook",
+                "alternateId": hook["name"],
+                "displayName": hook["name"],
+                "detailEntry": None,
+            }
+            self.publish(
+                "inline_hook.executed",
+                [target],
+                actor=user_actor(user),
+                result="FAILURE",
+                reason=reason,
+                request_uri=SIGN_IN_URI,
+            )
+        self.publish(
+            "user.import.password",
+            [user_target(user)],
+            actor=user_actor(user),
+            result="FAILURE",
+            reason=reason,
+            request_uri=SIGN_IN_URI,
+        )
 
     # -- groups -----------------------------------------------------------------------------
     def add_group(
@@ -382,6 +582,14 @@ class OktaEmulator:
             "activation_emails": dict(self.activation_emails),
             "activation_emails_total": sum(self.activation_emails.values()),
             "deactivation_emails_total": sum(self.deactivation_emails.values()),
+            "password_reset_emails": dict(self.password_reset_emails),
+            "password_reset_emails_total": sum(self.password_reset_emails.values()),
+            "emails_total": sum(self.activation_emails.values())
+            + sum(self.deactivation_emails.values())
+            + sum(self.password_reset_emails.values()),
+            "system_log_events": len(self.system_log),
+            "event_delivery": self.delivery.totals(),
+            "app_assignments": sum(len(users) for users in self.app_users.values()),
             "profile_updates": len(self.profile_updates),
             "users": len(self.users),
             "users_by_status": dict(by_status),

@@ -17,6 +17,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.emulators.okta import errors, search
+from gateway.emulators.okta.hashes import check_hash
 from gateway.emulators.okta.models import Credential, Status, UserRecord
 from gateway.emulators.okta.oauth import requires
 from gateway.emulators.okta.state import EMULATOR_KEY
@@ -34,7 +35,6 @@ __all__ = [
 
 MAX_LIMIT: Final = 200
 Q_DEFAULT_LIMIT: Final = 10
-HASH_ALGORITHMS: Final = frozenset({"BCRYPT", "SHA-512", "SHA-256", "SHA-1", "MD5", "PBKDF2"})
 
 
 def parse_credentials(raw: Any) -> tuple[Credential | None, str | None]:
@@ -68,19 +68,19 @@ def parse_credentials(raw: Any) -> tuple[Credential | None, str | None]:
             )
         return Credential.HOOK, question
     if kind == "hash":
-        hashed = password["hash"]
-        if (
-            not isinstance(hashed, dict)
-            or hashed.get("algorithm") not in HASH_ALGORITHMS
-            or not isinstance(hashed.get("value"), str)
-        ):
-            raise errors.validation_failed(
-                "hash", "hash: algorithm must be one of " + ", ".join(sorted(HASH_ALGORITHMS))
-            )
+        check_hash(password["hash"])  # per algorithm, as Okta checks it (400 E0000001)
         return Credential.HASH, question
     if not isinstance(password["value"], str) or not password["value"]:
         raise errors.validation_failed("password", "password: The field cannot be left blank")
     return Credential.PASSWORD, question
+
+
+def _password_hash(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The ``credentials.password.hash`` a checked body carries, kept to check sign-ins."""
+    credentials = body.get("credentials")
+    password = credentials.get("password") if isinstance(credentials, dict) else None
+    hashed = password.get("hash") if isinstance(password, dict) else None
+    return dict(hashed) if isinstance(hashed, dict) else None
 
 
 def _profile(body: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +108,7 @@ async def create_user(request: web.Request) -> web.Response:
         activate=activate,
         group_ids=group_ids,
         recovery_question=question,
+        password_hash=_password_hash(body),
     )
     return web.json_response(user.to_json(base_url(request)))
 
@@ -205,6 +206,7 @@ async def _update(request: web.Request, *, replace: bool) -> web.Response:
     if credential is not None:
         # Since 2023.05 Okta accepts a password hook on users in any status (okta-hooks.md §2.3).
         emulator.set_credential(user, credential)
+        user.password_hash = _password_hash(body)
     if question is not None:
         user.recovery_question = question
     return web.json_response(user.to_json(base_url(request)))

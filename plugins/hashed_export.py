@@ -1,0 +1,506 @@
+"""`type: hashed_export`: users and password hashes from a file (CSV or JSON lines).
+
+The file is read and every row checked when the configuration is validated, so a bad row is a
+config error naming its line (`sources[1].file: line 7: salt: not base64`), at start-up and on a
+reload alike; a reload whose file changed builds a new source (the file's digest is part of the
+settings). Hashes stay in memory only; no hash, salt or password is ever logged or put in a
+message.
+
+Verification is CPU work (bcrypt, argon2, scrypt, many PBKDF2 rounds): it runs in a small thread
+pool of this source, and a call that could not start within `max_wait_seconds` (or would wait
+behind more than `max_queue` others) is answered at once as `unavailable` / `overloaded` instead
+of late. An unknown user costs what a known user of the file's most common format costs: the
+password is checked against a dummy hash of that format and parameters, built at start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import concurrent.futures
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StrictFloat,
+    StrictInt,
+    computed_field,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+from plugins.base import Result, Source, SourceConfig, Verdict
+from plugins.password_hashes import (
+    FirebaseScryptParams,
+    HashFormatError,
+    StoredHash,
+    parse_hash,
+)
+
+logger = logging.getLogger(__name__)
+
+# Columns that describe the hash; every other column is a profile attribute for an import.
+HASH_COLUMNS = frozenset(
+    {"hash", "algorithm", "salt", "salt_order", "iterations", "key_size", "digest"}
+)
+MAX_REPORTED_ROWS = 20  # a file with thousands of bad rows names the first ones, then a count
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def match_key(username: str, usernames: Literal["exact", "ascii_case_insensitive"]) -> str:
+    """The key a username is looked up by.
+
+    Never Unicode-normalised or case-folded (DESIGN "Keys": `straße`/`strasse`, the Kelvin sign
+    and `K` are different users); `ascii_case_insensitive` lowers A-Z only, which merges no two
+    strings that differ in anything but ASCII case, as Okta and Entra logins are compared.
+    """
+    return username.translate(_ASCII_LOWER) if usernames == "ascii_case_insensitive" else username
+
+
+class FirebaseScryptConfig(BaseModel):
+    """A Firebase project's password hash parameters, as the Console shows them."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    signer_key: SecretStr  # base64_signer_key
+    salt_separator: str  # base64_salt_separator
+    rounds: StrictInt = Field(ge=1, le=16)
+    mem_cost: StrictInt = Field(ge=1, le=16)
+
+    @field_validator("signer_key")
+    @classmethod
+    def _signer_key_base64(cls, value: SecretStr) -> SecretStr:
+        _b64(value.get_secret_value(), "must be base64")
+        return value
+
+    @field_validator("salt_separator")
+    @classmethod
+    def _separator_base64(cls, value: str) -> str:
+        _b64(value, "must be base64")
+        return value
+
+    def params(self) -> FirebaseScryptParams:
+        """The decoded parameters."""
+        return FirebaseScryptParams(
+            _b64(self.signer_key.get_secret_value(), ""),
+            _b64(self.salt_separator, ""),
+            self.rounds,
+            self.mem_cost,
+        )
+
+
+def _b64(text: str, message: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(message) from None
+
+
+@dataclass(eq=False, slots=True)
+class ExportUser:
+    """One row: the username as written, its line, its hash and its other columns."""
+
+    username: str
+    line: int
+    stored: StoredHash = field(repr=False)
+    attributes: dict[str, Any] = field(repr=False)
+
+
+class HashExport:
+    """A loaded file: users by match key, in file order, and the file's digest."""
+
+    def __init__(
+        self,
+        path: str,
+        digest: str,
+        users: list[ExportUser],
+        columns: tuple[str, ...],
+        usernames: Literal["exact", "ascii_case_insensitive"],
+    ) -> None:
+        self.path = path
+        self.digest = digest
+        self.users = users
+        self.columns = columns
+        self.usernames = usernames
+        self._by_key = {match_key(u.username, usernames): u for u in users}
+
+    def __eq__(self, other: object) -> bool:
+        """Two loads are the same when the bytes and the matching rule are."""
+        if not isinstance(other, HashExport):
+            return NotImplemented
+        return (self.digest, self.usernames) == (other.digest, other.usernames)
+
+    def __hash__(self) -> int:
+        return hash((self.digest, self.usernames))
+
+    def __repr__(self) -> str:
+        return f"HashExport({self.path!r}, users={len(self.users)})"
+
+    def find(self, username: str) -> ExportUser | None:
+        """The row for a typed username (see `match_key`), or None."""
+        return self._by_key.get(match_key(username, self.usernames))
+
+    def template(self) -> StoredHash:
+        """A hash of the most common scheme and parameters (the first row of that kind)."""
+        counts = Counter(u.stored.signature() for u in self.users)
+        common = counts.most_common(1)[0][0]
+        return next(u.stored for u in self.users if u.stored.signature() == common)
+
+    def formats(self) -> Counter[str]:
+        """Rows per scheme."""
+        return Counter(u.stored.kind for u in self.users)
+
+
+class ExportFileError(Exception):
+    """The file cannot be used; `problems` are sentences naming lines, never values."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def load_export(
+    path: str,
+    *,
+    file_format: Literal["auto", "csv", "jsonl"] = "auto",
+    firebase: FirebaseScryptParams | None = None,
+    usernames: Literal["exact", "ascii_case_insensitive"] = "ascii_case_insensitive",
+) -> HashExport:
+    """Read and check every row; raise `ExportFileError` naming each bad line."""
+    kind = file_format
+    if kind == "auto":
+        suffix = Path(path).suffix.lower()
+        if suffix not in (".csv", ".jsonl"):
+            raise ExportFileError(["name it .csv or .jsonl, or set `format: csv|jsonl`"])
+        kind = "csv" if suffix == ".csv" else "jsonl"
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as err:
+        raise ExportFileError([f"cannot read {path}: {err.strerror or 'error'}"]) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ExportFileError([f"line {line}: not UTF-8 text"]) from None
+    rows, columns = _csv_rows(text) if kind == "csv" else _jsonl_rows(text)
+    problems: list[str] = []
+    users: list[ExportUser] = []
+    first_line: dict[str, int] = {}
+    bad = 0
+    for line, row in rows:
+        try:
+            user = _user(line, row, firebase)
+            key = match_key(user.username, usernames)
+            if key in first_line:
+                raise HashFormatError(f"username: duplicate of line {first_line[key]}")
+            first_line[key] = line
+            users.append(user)
+        except HashFormatError as err:
+            bad += 1
+            if bad <= MAX_REPORTED_ROWS:
+                problems.append(f"line {line}: {err}")
+    if bad > MAX_REPORTED_ROWS:
+        problems.append(f"... and {bad - MAX_REPORTED_ROWS} more bad rows")
+    if not problems and not users:
+        problems.append("has no users")
+    if problems:
+        raise ExportFileError(problems)
+    digest = hashlib.sha256(raw).hexdigest()[:16]
+    return HashExport(path, digest, users, columns, usernames)
+
+
+def _csv_rows(text: str) -> tuple[Iterator[tuple[int, dict[str, Any]]], tuple[str, ...]]:
+    """Rows of a CSV file with a header row, with the line each row ends on."""
+    reader = csv.DictReader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = tuple(reader.fieldnames or ())
+    except csv.Error:
+        raise ExportFileError(["line 1: not a CSV header"]) from None
+    missing = [c for c in ("username", "hash") if c not in header]
+    if missing:
+        raise ExportFileError([f"line 1: the header has no {' or '.join(missing)} column"])
+    if len(set(header)) != len(header):
+        raise ExportFileError(["line 1: a column name appears twice"])
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error:
+                raise ExportFileError([f"line {reader.line_num}: not valid CSV"]) from None
+            if None in row:  # more fields than the header has
+                raise ExportFileError([f"line {reader.line_num}: more fields than columns"])
+            if not any(row.values()):
+                continue
+            yield reader.line_num, row
+
+    return rows(), header
+
+
+def _jsonl_rows(text: str) -> tuple[Iterator[tuple[int, dict[str, Any]]], tuple[str, ...]]:
+    """One JSON object per line; blank lines are skipped."""
+    rows: list[tuple[int, dict[str, Any]]] = []
+    columns: dict[str, None] = {}
+    # Only \n ends a line: U+2028 and friends may stand inside a JSON string.
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ExportFileError([f"line {number}: not JSON"]) from None
+        if not isinstance(row, dict):
+            raise ExportFileError([f"line {number}: not a JSON object"])
+        columns.update(dict.fromkeys(row))
+        rows.append((number, row))
+    return iter(rows), tuple(columns)
+
+
+def _user(line: int, row: Mapping[str, Any], firebase: FirebaseScryptParams | None) -> ExportUser:
+    username = row.get("username")
+    if not isinstance(username, str) or not username:
+        raise HashFormatError("username: missing" if not username else "username: must be text")
+    if username != username.strip():
+        raise HashFormatError("username: has spaces before or after it")
+    if not username.isprintable():
+        raise HashFormatError("username: has control or unprintable characters")
+    stored = parse_hash(row, firebase)
+    attributes = {
+        k: v for k, v in row.items() if k not in HASH_COLUMNS and v is not None and v != ""
+    }
+    return ExportUser(username, line, stored, attributes)
+
+
+def _default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 2))
+
+
+class HashedExportConfig(SourceConfig):
+    """`type: hashed_export`."""
+
+    type: Literal["hashed_export"]
+    # Validated before `file`, which needs them.
+    format: Literal["auto", "csv", "jsonl"] = "auto"
+    firebase_scrypt: FirebaseScryptConfig | None = None
+    usernames: Literal["exact", "ascii_case_insensitive"] = "ascii_case_insensitive"
+    file: str
+    # Threads that verify at once: CPU-bound work gains nothing past the core count.
+    workers: StrictInt = Field(default_factory=_default_workers, ge=1, le=64)
+    max_queue: StrictInt = Field(32, ge=0, le=10_000)
+    max_wait_seconds: StrictFloat = Field(1.0, gt=0, le=30)
+
+    _export: HashExport | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _load(self) -> HashedExportConfig:
+        firebase = self.firebase_scrypt.params() if self.firebase_scrypt else None
+        try:
+            self._export = load_export(
+                self.file, file_format=self.format, firebase=firebase, usernames=self.usernames
+            )
+        except ExportFileError as err:
+            raise ValidationError.from_exception_data(
+                type(self).__name__,
+                [
+                    InitErrorDetails(
+                        type=PydanticCustomError("export_file", problem),
+                        loc=("file",),
+                        input=self.file,
+                    )
+                    for problem in err.problems
+                ],
+            ) from None
+        return self
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def file_sha256(self) -> str:
+        """The file's digest: part of the source's settings, so a changed file is a new source."""
+        return self.export.digest
+
+    @property
+    def export(self) -> HashExport:
+        """The users read from `file`."""
+        assert self._export is not None
+        return self._export
+
+
+class HashedExportSource(Source):
+    """Checks passwords against the hashes of an exported directory."""
+
+    config_class: ClassVar[type[SourceConfig]] = HashedExportConfig
+    known_reasons: ClassVar[frozenset[str]] = frozenset(
+        {"wrong_password", "unknown_user", "unsupported_characters", "overloaded"}
+    )
+    # A file has no outage: `overloaded` is load this source sheds itself, and must not open
+    # the breaker for every user (anyone can send many sign-ins at once).
+    outage_reasons: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: SourceConfig) -> None:
+        if not isinstance(config, HashedExportConfig):
+            raise TypeError("HashedExportSource needs a HashedExportConfig")
+        super().__init__(config)
+        self.settings = config
+        self.export = config.export
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._slots = asyncio.Semaphore(config.workers)
+        self._running = 0
+        self._queued = 0
+        self._dummy: StoredHash | None = None
+        self._mean_seconds = 0.0  # recent verification time, for the expected wait
+
+    @property
+    def ready(self) -> bool:
+        """True once the dummy hash for unknown users exists."""
+        return self._dummy is not None
+
+    @property
+    def last_error(self) -> str | None:
+        """`not_started` until `start` has run."""
+        return None if self.ready else "not_started"
+
+    async def start(self) -> None:
+        """Start the pool and build the dummy hash in it (a costly hash takes a moment)."""
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            self.settings.workers, thread_name_prefix=f"hashed-export-{self.name}"
+        )
+        loop = asyncio.get_running_loop()
+        dummy = await loop.run_in_executor(self._pool, self.export.template().dummy)
+        started = time.perf_counter()
+        await loop.run_in_executor(self._pool, dummy.verify, "")
+        self._mean_seconds = time.perf_counter() - started
+        self._dummy = dummy
+        logger.info(
+            "hash export loaded",
+            extra={"source": self.name, "users": len(self.export.users), **self._format_counts()},
+        )
+
+    def _format_counts(self) -> dict[str, Any]:
+        return {"formats": dict(self.export.formats())}
+
+    async def close(self) -> None:
+        """Stop the pool; verifications still queued are dropped."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def unsupported_input(self, username: str, password: str) -> str | None:
+        """Lone surrogates cannot be UTF-8, so no stored hash can be of such a password."""
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            return "unsupported_characters"
+        return None
+
+    async def verify(self, username: str, password: str) -> Verdict:
+        """Look the user up, then check the password (or a dummy, for an unknown user) in the pool."""
+        if self._dummy is None:
+            return self.verdict(Result.UNAVAILABLE, "not_ready")
+        user = self.export.find(username)
+        stored = user.stored if user is not None else self._dummy
+        matched = await self._run(stored.verify, password)
+        if matched is None:
+            # Nothing was checked: the attempt goes back to the user's budget.
+            return self.verdict(Result.UNAVAILABLE, "overloaded", sent=False)
+        if user is None:
+            return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
+        if matched:
+            return self.verdict(Result.VERIFIED, "ok")
+        return self.verdict(Result.DENIED, "wrong_password")
+
+    def expected_wait(self) -> float:
+        """Seconds a verification asked now would wait for a thread (from recent durations)."""
+        workers = self.settings.workers
+        ahead = self._running + self._queued + 1 - workers
+        return 0.0 if ahead <= 0 else math.ceil(ahead / workers) * self._mean_seconds
+
+    async def _run(self, check: Callable[[str], bool], password: str) -> bool | None:
+        """Run `check` in the pool; None when it could not start in time (never runs late)."""
+        settings = self.settings
+        if self._running >= settings.workers and self._queued >= settings.max_queue:
+            return None
+        if self.expected_wait() > settings.max_wait_seconds:
+            return None
+        self._queued += 1
+        try:
+            async with asyncio.timeout(settings.max_wait_seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            return None
+        finally:
+            self._queued -= 1
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        self._running += 1
+        try:
+            job = self._pool.submit(self._timed, check, password)
+        except RuntimeError:  # the pool is shut down (the source is closing)
+            self._done(None)
+            return None
+        # The thread is released when the work ends, not when a caller stops waiting for it:
+        # a timed-out call still holds its thread, so the count of busy threads stays true.
+        job.add_done_callback(lambda _job: _call_soon(loop, self._done, None))
+        return await asyncio.wrap_future(job, loop=loop)
+
+    def _done(self, _: object) -> None:
+        self._running -= 1
+        self._slots.release()
+
+    def _timed(self, check: Callable[[str], bool], password: str) -> bool:
+        started = time.perf_counter()
+        try:
+            return check(password)
+        except (ValueError, TypeError):  # content a library refuses: no such password is stored
+            return False
+        finally:
+            elapsed = time.perf_counter() - started
+            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * elapsed
+
+    def iter_users(self) -> Iterator[dict[str, Any]]:
+        """Each row's attributes (its non-hash columns), in file order, for an import."""
+        return export_rows(self.export)
+
+
+def export_rows(export: HashExport) -> Iterator[dict[str, Any]]:
+    """Each row's attributes (its non-hash columns, `username` included), in file order."""
+    for user in export.users:
+        yield dict(user.attributes)
+
+
+def _call_soon(
+    loop: asyncio.AbstractEventLoop, callback: Callable[[object], None], arg: object
+) -> None:
+    """Schedule `callback` on `loop` from a pool thread; nothing to do once the loop has closed."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, arg)
+
+
+def okta_password_hash(export: HashExport) -> Callable[[Mapping[str, Any]], dict[str, Any] | None]:
+    """For an import: the Okta `credentials.password.hash` of a listed user, if Okta can run it."""
+
+    def lookup(user: Mapping[str, Any]) -> dict[str, Any] | None:
+        username = user.get("username")
+        found = export.find(username) if isinstance(username, str) else None
+        return found.stored.okta_hash() if found is not None else None
+
+    return lookup
