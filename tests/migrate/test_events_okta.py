@@ -1,8 +1,8 @@
 """Event-driven prepare and sync on activate, against the Okta (and Entra) emulators.
 
-The Okta emulator does not deliver events yet (its System Log is being built): these tests
-build each delivery from the emulator's users, as Okta would send it, and POST it to the
-gateway's event hook.
+The first test has the Okta emulator deliver the events of real app assignments to the running
+gateway; the others build each delivery from the emulator's users, as Okta would send it (both
+orders of the targets, redeliveries), and POST it to the gateway's event hook.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
@@ -116,6 +117,58 @@ async def _idle(client: Client) -> None:
     assert actions is not None
     async with asyncio.timeout(60):
         await actions.idle()
+
+
+async def test_app_assignments_in_okta_prepare_the_staged_users_through_delivered_events(
+    aiohttp_server: Any, staged_org: RunningOktaEmulator, tmp_path: Path,
+    event_secret_scanned: None,
+) -> None:  # fmt: skip
+    from gateway.okta_api import OktaApiClient, SswsToken, event_hook_body
+
+    text = _gateway_yaml(
+        staged_org.url, f"sqlite:///{tmp_path / 'l.db'}", prepare_on=[ADD], prepare_app_id=APP_ID
+    )
+    app = create_app(parse_config(text, env={}))
+    server = await aiohttp_server(app)
+    async with asyncio.timeout(30):
+        await app[SERVE_LEDGER].wait_open()
+    async with OktaApiClient(staged_org.url, SswsToken(DEFAULT_API_TOKEN)) as okta:
+        hook = await okta.create_event_hook(
+            event_hook_body(
+                "gateway",
+                str(server.make_url("/okta/events")),
+                [ADD],
+                auth_header="Authorization",
+                auth_value=EVENT_SECRET,
+            )
+        )
+        assert (await okta.verify_event_hook(hook["id"]))["verificationStatus"] == "VERIFIED"
+    users = sorted(staged_org.emulator.users.values(), key=lambda u: u.seq)
+    assigned, others = users[:ASSIGNED], users[ASSIGNED:]
+    async with aiohttp.ClientSession() as http:
+        for user, app_id in [(u, APP_ID) for u in assigned] + [
+            (u, "0oa1someotherapp0") for u in others
+        ]:
+            url = f"{staged_org.url}/_emulator/apps/{app_id}/users/{user.id}"
+            async with http.post(url, json={}) as response:
+                assert response.status == 200, await response.text()
+    flushed = await staged_org.emulator.flush_events(max_wait=30)
+    assert flushed["pending"] == 0 and flushed["failed"] == 0, flushed
+    actions = app[EVENT_HOOK].actions
+    assert actions is not None
+    async with asyncio.timeout(60):
+        await actions.idle()
+    stats = staged_org.emulator.stats()
+    assert stats["activation_emails_total"] == 0
+    assert stats["users_by_status"] == {"ACTIVE": ASSIGNED, "STAGED": NOT_ASSIGNED}
+    assert {u.id for u in users if u.status.value == "ACTIVE"} == {u.id for u in assigned}
+    counted = {
+        outcome: app[METRICS].registry.get_sample_value(
+            "gateway_okta_events_total", {"type": ADD, "outcome": outcome}
+        )
+        for outcome in ("recorded", "ignored")
+    }
+    assert counted == {"recorded": ASSIGNED, "ignored": NOT_ASSIGNED}  # other apps: not acted on
 
 
 async def test_assignment_events_prepare_each_staged_user_once_without_email(
