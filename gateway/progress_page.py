@@ -71,8 +71,12 @@ def _utcnow() -> datetime:
 
 
 def report_source_names(config: GatewayConfig) -> list[str]:
-    """The sources the report always lists: configured ones and those under `migration.sources`."""
-    return sorted({source.name for source in config.sources} | set(config.migration.sources))
+    """The sources the report always lists: those under `migration.sources` (being migrated).
+
+    The same as `migrate status`, so the page's JSON and `status --json` agree; a source with
+    users in the ledger is listed by the report whatever the config says.
+    """
+    return sorted(config.migration.sources)
 
 
 def straggler_row(user: LedgerUser) -> list[str]:

@@ -63,14 +63,14 @@ NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 def config_yaml(
     authority: str, ledger_url: str | None, admin_port: int = 9, port: int = 8080
 ) -> str:
-    """Two configured sources (entra, northwind), the admin listener, the ledger."""
+    """Two sources being migrated (entra, northwind), the admin listener, the ledger."""
     data: dict[str, Any] = yaml.safe_load(gateway_yaml(authority))
     data["server"]["port"] = port
     second = dict(data["sources"][0], name=NORTHWIND)
     data["sources"].append(second)
     data["routes"].append({"match": {"domains": ["northwind.com"]}, "sources": [NORTHWIND]})
     data["admin"] = {"host": "127.0.0.1", "port": admin_port, "auth": {"secrets": [ADMIN_SECRET]}}
-    data["migration"] = {"sources": {ENTRA: {}}, "retire_after_days": 14}
+    data["migration"] = {"sources": {ENTRA: {}, NORTHWIND: {}}, "retire_after_days": 14}
     if ledger_url is not None:
         data["migration"]["ledger"] = ledger_url
     return yaml.safe_dump(data, allow_unicode=True)

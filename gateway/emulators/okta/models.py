@@ -211,15 +211,21 @@ class UserRecord:
         """The value a ``search``/``filter`` attribute names, or None when the user has none."""
         if attribute.startswith("profile."):
             return self.profile.get(attribute.removeprefix("profile."))
-        return {
-            "id": self.id,
-            "status": self.status.value,
-            "created": iso(self.created),
-            "activated": iso(self.activated),
-            "statusChanged": iso(self.status_changed),
-            "lastUpdated": iso(self.last_updated),
-            "type.id": self.type_id,
+        # Only the attribute asked for is computed: a search evaluates this per user and term,
+        # and formatting every timestamp each time made `id eq ... or ...` searches slow.
+        if attribute == "id":
+            return self.id
+        if attribute == "status":
+            return self.status.value
+        if attribute == "type.id":
+            return self.type_id
+        moment = {
+            "created": self.created,
+            "activated": self.activated,
+            "statusChanged": self.status_changed,
+            "lastUpdated": self.last_updated,
         }.get(attribute)
+        return None if moment is None else iso(moment)
 
 
 @dataclass(slots=True)
