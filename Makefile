@@ -6,8 +6,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Programs the tests start, as program=Debian package: a real Redis (tests/redis_server.py) and
 # Prometheus with promtool (tests/deploy, deploy-check); Chromium, which Playwright drives in
-# tests/test_progress_page_browser.py (never a browser Playwright downloads itself).
+# tests/test_progress_page_browser.py (never a browser Playwright downloads itself); kubectl,
+# whose `kubectl kustomize` renders deploy/kubernetes (tests/deploy, deploy-check).
 SERVICES ?= redis-server=redis-server prometheus=prometheus promtool=prometheus \
+  kubectl=kubernetes-client \
   pg_isready=postgresql-client pg_dump=postgresql-client pg_ctlcluster=postgresql \
   samba=samba samba=samba-ad-provision samba=samba-dsdb-modules winbindd=winbind \
   ldapsearch=ldap-utils slapd=slapd \
@@ -76,11 +78,13 @@ bench: $(STAMP)
 dashboard: $(STAMP)
 	$(BIN)/python deploy/grafana/dashboard.py
 
-# deploy/: lint and type-check the generator, the committed dashboard is current, alert rules pass.
+# deploy/: lint and type-check the generator, the committed dashboard is current, alert rules pass,
+# the Kubernetes manifests validate offline (bundled schemas) and the Kustomize overlays render.
 deploy-check: services $(STAMP)
 	$(BIN)/ruff check deploy
 	$(BIN)/ruff format --check deploy
-	$(BIN)/mypy --strict deploy/grafana/dashboard.py
+	$(BIN)/mypy --strict deploy/grafana/dashboard.py deploy/kubernetes/check.py
+	$(BIN)/python deploy/kubernetes/check.py
 	tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
 	  $(BIN)/python deploy/grafana/dashboard.py -o "$$tmp" >/dev/null && \
 	  diff -u deploy/grafana/gateway-dashboard.json "$$tmp" || \

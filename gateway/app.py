@@ -7,13 +7,13 @@ import json
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.admin import admin_listener
-from gateway.auth import header_matches
 from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
 from gateway.config import GatewayConfig
 from gateway.ledger import Decision as LedgerDecision
@@ -32,6 +32,22 @@ decision_logger = logging.getLogger("gateway.decision")
 
 METRICS = web.AppKey("metrics", GatewayMetrics)
 STATE = web.AppKey("state", SharedState)
+# The process's readiness probe: a path of its own beside /readyz, whose per-source detail is for
+# people and alerts. A load balancer that followed /readyz would take every replica out of
+# service when the directory is down, and Okta would then get errors instead of UNVERIFIED.
+PROCESS_READY_PATH = "/readyz/process"
+
+
+@dataclass
+class ProcessPhase:
+    """Where the process is in its life: `starting` -> `serving` -> `stopping`."""
+
+    phase: str = "starting"
+
+
+PHASE = web.AppKey("phase", ProcessPhase)
+# On the metrics listener's app: the gateway app whose registry it exposes.
+_GATEWAY_APP = web.AppKey("gateway_app", web.Application)
 
 _JSON = "application/json"
 # Time for the bookkeeping after a source's deadline (cache write, counters) before giving up.
@@ -73,6 +89,8 @@ def create_app(
         app.cleanup_ctx.append(serve_ledger_ctx)
     app.cleanup_ctx.append(_sources_ctx)
     app.cleanup_ctx.append(migration_gauges_ctx)  # gateway_migration_users, with a ledger only
+    if config.server.metrics_port is not None:
+        app.cleanup_ctx.append(_metrics_listener)
     if config.admin is not None:
         app.cleanup_ctx.append(admin_listener)
     app.router.add_post(config.okta.hook_path, handle_password_import)
@@ -83,7 +101,12 @@ def create_app(
         add_event_hook(app, config, metrics)  # after sources and ledger: its actions use both
     app.router.add_get("/healthz", handle_healthz)
     app.router.add_get("/readyz", handle_readyz)
-    app.router.add_get("/metrics", handle_metrics)
+    app.router.add_get(PROCESS_READY_PATH, handle_process_ready)
+    if config.server.metrics_port is None:
+        app.router.add_get("/metrics", handle_metrics)
+    app[PHASE] = ProcessPhase()
+    app.cleanup_ctx.append(_serving_ctx)  # last: everything above has started
+    app.on_shutdown.append(_stopping)
     return app
 
 
@@ -115,6 +138,40 @@ async def _state_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await state.close()
+
+
+async def _serving_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Mark the process as serving once every other start-up step has finished."""
+    app[PHASE].phase = "serving"
+    yield
+
+
+async def _stopping(app: web.Application) -> None:
+    """Shutdown began (SIGTERM): the process probe fails from now on."""
+    app[PHASE].phase = "stopping"
+
+
+async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
+    """Serve /metrics on `server.host:server.metrics_port` (plain HTTP) while the gateway runs."""
+    server = app[RUNTIME].current.config.server
+    assert server.metrics_port is not None
+    metrics_app = web.Application()
+    metrics_app[_GATEWAY_APP] = app
+    metrics_app.router.add_get("/metrics", handle_metrics)
+    runner = web.AppRunner(metrics_app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, server.host, server.metrics_port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    logger.info(
+        "metrics listener started", extra={"host": server.host, "port": server.metrics_port}
+    )
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def _sources_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -171,9 +228,12 @@ async def _answer(request: web.Request, generation: Generation) -> web.Response:
     loop = asyncio.get_running_loop()
     started = loop.time()
     deadline = started + config.budget_seconds
-    if not header_matches(request, config.okta.auth):
+    # Waits only when a token names a key not seen yet, and then for half the budget at most.
+    auth_error = await generation.auth.check(request.headers, config.budget_seconds / 2)
+    if auth_error is not None:
+        summary = "missing or wrong hook credentials"  # the reason is logged, never answered
         return _reject(
-            metrics, generation, started, 401, "unauthorized", "missing or wrong hook credentials"
+            metrics, generation, started, 401, "unauthorized", summary, auth_error=auth_error
         )
     limit = config.server.max_body_bytes
     try:
@@ -240,10 +300,14 @@ def _reject(
     summary: str,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
+    auth_error: str | None = None,
 ) -> web.Response:
     """Answer a request that is not a usable hook call (never echoing it), count and log it."""
     metrics.hook_requests.labels(outcome=outcome).inc()
-    _log_decision(generation, outcome, outcome, asyncio.get_running_loop().time() - started)
+    if auth_error is not None:
+        metrics.hook_auth_failures.labels(reason=auth_error).inc()
+    seconds = asyncio.get_running_loop().time() - started
+    _log_decision(generation, outcome, outcome, seconds, auth_error=auth_error)
     payload = body or json.dumps({"error": {"errorSummary": summary}}).encode()
     return web.Response(status=status, body=payload, headers=headers, content_type=_JSON)
 
@@ -256,8 +320,13 @@ def _log_decision(
     hook: PasswordImportRequest | None = None,
     route: str | None = None,
     source: str | None = None,
+    auth_error: str | None = None,
 ) -> None:
-    """Exactly one `hook_decision` line per hook request; the username only redacted."""
+    """Exactly one `hook_decision` line per hook request; the username only redacted.
+
+    `auth_error` says why a 401 was answered (gateway/hook_oauth.py AUTH_ERRORS), never with
+    anything the request carried.
+    """
     if not decision_logger.isEnabledFor(logging.INFO):
         return  # logging set to warning: skip redacting and building the record
     decision_logger.info(
@@ -271,6 +340,7 @@ def _log_decision(
             "source": source,
             "result": outcome,
             "reason": reason,
+            "auth_error": auth_error,
             "latency_ms": round(seconds * 1000, 1),
         },
     )
@@ -285,6 +355,18 @@ def _publish_readiness(app: web.Application) -> None:
 async def handle_healthz(request: web.Request) -> web.Response:
     """Liveness: the process answers."""
     return web.json_response({"status": "ok"})
+
+
+async def handle_process_ready(request: web.Request) -> web.Response:
+    """Readiness of the process: it has started with a loaded config and is not stopping.
+
+    It never asks the directories: a source outage is answered UNVERIFIED by every replica
+    alike, so taking replicas out of service would only turn those answers into errors.
+    """
+    app = request.app
+    phase = app[PHASE].phase
+    body = {"status": phase, "config_hash": app[RUNTIME].current.config.digest}
+    return web.json_response(body, status=200 if phase == "serving" else 503)
 
 
 async def handle_readyz(request: web.Request) -> web.Response:
@@ -311,7 +393,8 @@ async def handle_readyz(request: web.Request) -> web.Response:
 
 
 async def handle_metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition of this app's registry."""
-    _publish_readiness(request.app)
-    body = generate_latest(request.app[METRICS].registry)
+    """Prometheus text exposition of this app's registry (served by the metrics listener too)."""
+    app = request.app.get(_GATEWAY_APP, request.app)
+    _publish_readiness(app)
+    body = generate_latest(app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

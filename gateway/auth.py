@@ -38,8 +38,13 @@ def header_matches(request: web.Request, auth: HookAuthConfig) -> bool:
     # Two copies are ambiguous (a proxy may check one, we another): refuse rather than pick one.
     if len(presented_all) != 1:
         return False
-    presented = presented_all[0].encode("utf-8", "surrogateescape")
+    return secret_matches(presented_all[0], auth.secrets)
+
+
+def secret_matches(presented_value: str, secrets: list[SecretStr]) -> bool:
+    """A presented header value equals one of `secrets`, compared in constant time against all."""
+    presented = presented_value.encode("utf-8", "surrogateescape")
     matched = False
-    for secret in auth.secrets:
+    for secret in secrets:
         matched |= hmac.compare_digest(presented, secret.get_secret_value().encode())
     return matched

@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from gateway.auth import HookAuthConfig
+from gateway.hook_oauth import OktaHookAuthConfig
 from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
 from plugins.base import SourceConfig, is_loopback_http
 from plugins.registry import UnknownSourceType, available_types, source_class
@@ -84,6 +85,9 @@ class ServerConfig(_Strict):
     tls: TlsConfig | None = None
     # Where `serve` writes its pid, so `gateway reload` can signal it when there is no admin port.
     pid_file: str | None = None
+    # A listener of its own for /metrics (on `host`), so a scraper never needs the hook port and a
+    # NetworkPolicy can tell them apart; None keeps /metrics on `port`.
+    metrics_port: StrictInt | None = Field(None, ge=1, le=65535)
 
 
 class AdminConfig(_Strict):
@@ -98,7 +102,7 @@ class OktaConfig(_Strict):
     """The Okta side of the hook."""
 
     hook_path: str = "/okta/password-import"
-    auth: HookAuthConfig
+    auth: OktaHookAuthConfig  # header (static secret), oauth2 (bearer token) or either
     # For `gateway migrate`: the org, the public URL Okta calls, and how to call Okta's API.
     org_url: str | None = None
     hook_url: str | None = None
@@ -328,6 +332,19 @@ def load_config(path: str | os.PathLike[str], env: dict[str, str] | None = None)
     return parse_config(text, env=env)
 
 
+def _metrics_port_problems(
+    server: ServerConfig, admin: AdminConfig | None
+) -> list[tuple[str, str]]:
+    """The metrics listener shares its port with neither the hook nor the admin listener."""
+    if server.metrics_port == server.port:
+        return [
+            ("server.metrics_port", "must differ from server.port: metrics leave the hook port")
+        ]
+    if admin is not None and server.metrics_port == admin.port:
+        return [("server.metrics_port", "must differ from admin.port")]
+    return []
+
+
 def load_server_config(
     path: str | os.PathLike[str], env: dict[str, str] | None = None
 ) -> ServerConfig:
@@ -338,7 +355,7 @@ def load_server_config(
     """
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
         raise ConfigError([("", f"cannot read config file {path} as YAML")]) from None
     section = raw.get("server") if isinstance(raw, dict) else None
     problems: list[tuple[str, str]] = []
@@ -361,6 +378,9 @@ def parse_config(text: str, env: dict[str, str] | None = None) -> GatewayConfig:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError([("", f"not valid YAML{where}")]) from None
+    except RecursionError:
+        # PyYAML recurses per nesting level: a few thousand `[` exhaust the stack.
+        raise ConfigError([("", "not valid YAML: nested too deeply")]) from None
     if not isinstance(raw, dict):
         raise ConfigError(
             [("", "the config must be a YAML mapping (server:, okta:, sources:, ...)")]
@@ -580,6 +600,8 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
         problems.append(
             ("admin.port", "must differ from server.port: admin is never the hook port")
         )
+    if top is not None and top.server.metrics_port is not None:
+        problems.extend(_metrics_port_problems(top.server, top.admin))
     if top is not None:
         types = {s.name: s.type for s in sources}
         problems.extend(migration_problems(top.migration, types, top.okta.api))

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
 from gateway import __version__
+from gateway.hook_oauth import AUTH_ERRORS
 from gateway.okta_api.operations import OPERATIONS as OKTA_OPERATIONS
 from gateway.okta_api.operations import STATUSES as OKTA_STATUSES
 from plugins.base import Result, Verdict
@@ -50,6 +51,16 @@ class GatewayMetrics:
         self.hook_requests = Counter(
             "gateway_hook_requests_total", "Okta hook requests by outcome.", ["outcome"], registry=r
         )
+        # Why hook requests got a 401 (gateway/hook_oauth.py AUTH_ERRORS), all exported from 0.
+        self.hook_auth_failures = Counter(
+            "gateway_hook_auth_failures_total",
+            "Hook requests refused with 401, by machine reason (missing, bad_secret, expired, "
+            "unknown_kid, ...).",
+            ["reason"],
+            registry=r,
+        )
+        for auth_error in AUTH_ERRORS:
+            self.hook_auth_failures.labels(reason=auth_error)
         self.verifications = Counter(
             "gateway_verifications_total",
             "Verifications by source and result.",

@@ -30,6 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.hook_oauth import HookAuthenticator, KeySets
 from gateway.logs import UsernameRedactor, apply_log_levels
 from gateway.metrics import GatewayMetrics
 from gateway.protection import KeyMaker, SingleFlight
@@ -48,6 +49,7 @@ RESTART_ONLY = (
     "server.tls",
     "server.shutdown_grace_seconds",
     "server.pid_file",
+    "server.metrics_port",
     "admin",
     "okta.hook_path",
     # The event hook's route, the ledger it writes and the Okta client of its actions.
@@ -89,6 +91,7 @@ class Generation:
     sources: dict[str, Source]
     service: PasswordImportService
     redact: UsernameRedactor
+    auth: HookAuthenticator  # `okta.auth`: swapped with the rest; key sets outlive it
     active: int = 0
     _idle: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -156,6 +159,8 @@ class Runtime:
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._retiring: list[Source] = []  # closed by `close` if shutdown comes first
+        # Hook token signing keys by issuer: a reload that keeps the issuer keeps its keys.
+        self.key_sets = KeySets()
         built = dict(sources) if sources is not None else {}
         for source_config in config.sources:
             if source_config.name not in built:
@@ -205,11 +210,16 @@ class Runtime:
         for route in service.router.shadowed_routes():
             self._shadow.declare_route(route)
         return Generation(
-            config, sources, service, UsernameRedactor(config.logging.usernames, self._secret)
+            config,
+            sources,
+            service,
+            UsernameRedactor(config.logging.usernames, self._secret),
+            auth=HookAuthenticator(config.okta.auth, self.key_sets.get(config.okta.auth)),
         )
 
     async def start(self) -> None:
         """Start the first generation's sources (none blocks when its upstream is down)."""
+        self.key_sets.start()  # hook token keys, fetched in the background like sources start
         for source in self.current.sources.values():
             await source.start()
 
@@ -219,6 +229,7 @@ class Runtime:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._shadow.close()
+        await self.key_sets.close()
         for source in [*reversed(list(self.current.sources.values())), *self._retiring]:
             await source.close()
         self._retiring.clear()
@@ -286,6 +297,7 @@ class Runtime:
             raise
         sources = {c.name: kept.get(c.name) or started[c.name] for c in config.sources}
         self.current = self._generation(config, sources, previous=old)  # the swap
+        self.key_sets.start()  # a new issuer's keys (401 until they arrive, as at start-up)
         if config.logging != old.config.logging:  # only what the file changed
             apply_log_levels(config.logging.level, config.logging.library_debug)
         retired = [s for name, s in old.sources.items() if sources.get(name) is not s]
@@ -313,6 +325,7 @@ class Runtime:
                 await old.drained()
         except TimeoutError:
             logger.warning("closing retired sources with calls still in flight")
+        await self.key_sets.keep_only(self.current.config.okta.auth)
         for source in sources:
             self._retiring.remove(source)
             await source.close()

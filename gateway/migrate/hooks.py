@@ -72,6 +72,9 @@ def config_problem(config: GatewayConfig) -> str | None:
         return "okta.org_url and okta.api (token or oauth) are needed to call Okta"
     if config.okta.hook_url is None:
         return "okta.hook_url (the public URL Okta calls) is needed to register the hook"
+    if config.okta.auth.mode == "oauth2":
+        # Okta's OAuth channel needs a client and a key Okta holds: set that hook up in Okta.
+        return "okta.auth.mode is oauth2: register-hooks sets up header auth only (mode either)"
     return None
 
 
