@@ -268,7 +268,7 @@ class Source(abc.ABC):
 
 
 def is_loopback_http(url: str) -> bool:
-    """Tell whether a URL is plain HTTP on this machine (an emulator), the only place plain HTTP is allowed. on this machine (an emulator), the only place it is allowed."""
+    """Tell whether a URL is plain HTTP on loopback: an emulator, the only place plain HTTP is allowed."""
     match = re.fullmatch(r"http://(\[[^\]]+\]|[^/:\[\]]+)(:\d+)?/?", url)
     if not match:
         return False
