@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from gateway.auth import header_matches
-from gateway.progress_page import LedgerHandle, add_progress_routes
 from gateway.runtime import RUNTIME, Runtime
 from gateway.serve_ledger import serve_ledger_of
+
+if TYPE_CHECKING:
+    from gateway.progress_page import LedgerHandle
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,9 @@ def create_admin_app(runtime: Runtime, serve_ledger: LedgerHandle | None = None)
     app = web.Application(middlewares=[_require_admin_secret], client_max_size=4096)
     app[_ADMIN_RUNTIME] = runtime
     app.router.add_post("/admin/reload", handle_reload)
+    # Jinja2 and the report load with the admin listener only, never for a plain hook gateway.
+    from gateway.progress_page import add_progress_routes
+
     add_progress_routes(app, serve_ledger, lambda: runtime.current.config)
     return app
 

@@ -16,10 +16,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.admin import admin_listener
 from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
 from gateway.config import GatewayConfig
-from gateway.ledger import Decision as LedgerDecision
+from gateway.ledger.models import Decision as LedgerDecision
 from gateway.logs import install_library_filters
 from gateway.metrics import GatewayMetrics
-from gateway.migration_gauges import migration_gauges_ctx
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.runtime import RUNTIME, Generation, Runtime
 from gateway.serve_ledger import SERVE_LEDGER, ServeLedger, ledger_wanted, serve_ledger_ctx
@@ -88,7 +87,10 @@ def create_app(
         app[SERVE_LEDGER] = ServeLedger.from_config(config.migration)
         app.cleanup_ctx.append(serve_ledger_ctx)
     app.cleanup_ctx.append(_sources_ctx)
-    app.cleanup_ctx.append(migration_gauges_ctx)  # gateway_migration_users, with a ledger only
+    if SERVE_LEDGER in app:
+        from gateway.migration_gauges import migration_gauges_ctx
+
+        app.cleanup_ctx.append(migration_gauges_ctx)  # gateway_migration_users
     if config.server.metrics_port is not None:
         app.cleanup_ctx.append(_metrics_listener)
     if config.admin is not None:

@@ -16,20 +16,15 @@ import logging
 import os
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.ledger import (
-    Decision,
-    DecisionRecorder,
-    Ledger,
-    LedgerError,
-    LedgerUrlError,
-    async_ledger_url,
-    default_ledger_url,
-    display_url,
-    open_ledger,
-)
+from gateway.ledger.models import Decision
+from gateway.ledger.recorder import DecisionRecorder
+
+if TYPE_CHECKING:
+    from gateway.ledger.store import Ledger
 from gateway.migrate.settings import MigrationConfig
 
 logger = logging.getLogger(__name__)
@@ -64,6 +59,8 @@ class ServeLedger:
     @classmethod
     def from_config(cls, migration: MigrationConfig) -> ServeLedger:
         """The ledger the migration commands use, so `status` sees what `serve` wrote."""
+        from gateway.ledger.url import default_ledger_url
+
         return cls(migration.ledger or default_ledger_url(os.environ, Path.cwd()))
 
     @property
@@ -84,6 +81,8 @@ class ServeLedger:
 
     def _shown_url(self) -> str:
         """The URL with its password masked (or a placeholder when it does not even parse)."""
+        from gateway.ledger.url import LedgerUrlError, async_ledger_url, display_url
+
         try:
             return display_url(async_ledger_url(self.url))
         except LedgerUrlError:
@@ -102,6 +101,8 @@ class ServeLedger:
             )
 
     async def _open_until_done(self) -> None:
+        from gateway.ledger.store import LedgerError, open_ledger  # SQLAlchemy: only when used
+
         delay = _RETRY_FIRST_SECONDS
         complained = False
         while True:

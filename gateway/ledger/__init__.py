@@ -6,6 +6,9 @@ password or a password hash. This package knows nothing of aiohttp: the commands
 and the status page use it through `Ledger` and `DecisionRecorder`.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from gateway.ledger.models import (
     PENDING_STATES,
     Decision,
@@ -18,9 +21,39 @@ from gateway.ledger.models import (
     UserState,
 )
 from gateway.ledger.recorder import DecisionRecorder, DecisionSink
-from gateway.ledger.store import Ledger, LedgerError, open_ledger
-from gateway.ledger.upgrade import LedgerSchemaError, head_revision
-from gateway.ledger.url import LedgerUrlError, async_ledger_url, default_ledger_url, display_url
+
+if TYPE_CHECKING:
+    from gateway.ledger.store import Ledger, LedgerError, open_ledger
+    from gateway.ledger.upgrade import LedgerSchemaError, head_revision
+    from gateway.ledger.url import (
+        LedgerUrlError,
+        async_ledger_url,
+        default_ledger_url,
+        display_url,
+    )
+
+# SQLAlchemy and Alembic (tens of MB, about a second to import) load on first use of these, so
+# a gateway that never opens the ledger never pays for them; the values and the recorder above
+# are plain Python.
+_LAZY = {
+    "Ledger": "store",
+    "LedgerError": "store",
+    "open_ledger": "store",
+    "LedgerSchemaError": "upgrade",
+    "head_revision": "upgrade",
+    "LedgerUrlError": "url",
+    "async_ledger_url": "url",
+    "default_ledger_url": "url",
+    "display_url": "url",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"gateway.ledger.{module}"), name)
+
 
 __all__ = [
     "PENDING_STATES",

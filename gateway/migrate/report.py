@@ -21,9 +21,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.ledger import Ledger, SourceProgress
+from gateway.ledger.models import SourceProgress
+
+if TYPE_CHECKING:
+    from gateway.ledger.store import Ledger
 
 RATE_DAYS = 7
 CHART_DAYS = 30
