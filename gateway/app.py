@@ -372,7 +372,11 @@ async def handle_process_ready(request: web.Request) -> web.Response:
 
 
 async def handle_readyz(request: web.Request) -> web.Response:
-    """Readiness: every source has started; the body says which has not and why."""
+    """Readiness: every source has started (and the ledger is open, when the gateway uses one).
+
+    The body says what is not ready and why. For people and alerts: the probes of a load
+    balancer use `/readyz/process`, which never depends on a directory or a database.
+    """
     current = request.app[RUNTIME].current
     sources, guards = current.sources, current.service.guards
     detail = {
@@ -388,9 +392,14 @@ async def handle_readyz(request: web.Request) -> web.Response:
     state = request.app[STATE]
     # Redis trouble does not make the gateway unready: it falls back to per-process state.
     cache = {"backend": state.backend_name, "redis_up": state.redis_up}
+    body: dict[str, object] = {"sources": detail, "cache": cache}
+    serve_ledger = request.app.get(SERVE_LEDGER)
+    if serve_ledger is not None:
+        # The hook never needs the ledger, but the event hook does (it answers 503 without it).
+        body["ledger"] = {"open": serve_ledger.ledger is not None}
+        ready = ready and serve_ledger.ledger is not None
     return web.json_response(
-        {"status": "ready" if ready else "not_ready", "sources": detail, "cache": cache},
-        status=200 if ready else 503,
+        {"status": "ready" if ready else "not_ready", **body}, status=200 if ready else 503
     )
 
 

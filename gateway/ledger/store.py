@@ -66,6 +66,26 @@ _EVENT_CHUNK = 500
 _READ_OPTION = "ledger_read"
 
 
+# record_decisions' upsert on SQLite (see Ledger._upsert_verified_sqlite); parameters: source,
+# login, okta_id, state, decision time, now.
+_SQLITE_UPSERT_VERIFIED = (
+    "INSERT INTO ledger_users (source, login, okta_id, state, native, last_decision, "
+    "last_decision_at, verified_at, updated_at) "
+    "VALUES (?, ?, ?, ?, 0, 'verified', ?5, ?5, ?6) "
+    "ON CONFLICT (source, login) DO UPDATE SET "
+    "last_decision = excluded.last_decision, last_decision_at = excluded.last_decision_at, "
+    "verified_at = excluded.verified_at, okta_id = coalesce(ledger_users.okta_id, "
+    "excluded.okta_id), updated_at = excluded.updated_at "
+    "WHERE ledger_users.last_decision_at IS NULL "
+    "OR ledger_users.last_decision_at <= excluded.last_decision_at"
+)
+
+
+def _sqlite_time(moment: datetime) -> str:
+    """An aware time as SQLAlchemy's SQLite DATETIME stores it: naive UTC text, microseconds."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
 class LedgerError(RuntimeError):
     """The ledger cannot be opened or used; the message names the database (password masked)."""
 
@@ -606,7 +626,9 @@ class Ledger:
         verified = [d for (is_verified, *_), d in newest.items() if is_verified]
         others = [d for (is_verified, *_), d in newest.items() if not is_verified]
         async with self._write() as connection:
-            if verified:
+            if verified and self.dialect == "sqlite":
+                await self._upsert_verified_sqlite(connection, verified, now)
+            elif verified:
                 insert = self._insert(users)
                 upsert = insert.on_conflict_do_update(
                     index_elements=[users.c.source, users.c.login],
@@ -671,6 +693,32 @@ class Ledger:
                         for d in others
                     ],
                 )
+
+    async def _upsert_verified_sqlite(
+        self, connection: AsyncConnection, verified: Sequence[Decision], now: datetime
+    ) -> None:
+        """`record_decisions`' upsert on SQLite as one prepared statement over plain tuples.
+
+        The same statement as the Core one for PostgreSQL, without SQLAlchemy's per-row
+        parameter processing, which cost about half the CPU of a recorded decision in the
+        gateway's process. Times are written in the text form SQLAlchemy's SQLite DATETIME
+        writes and reads (UTC, naive).
+        """
+        stamp = _sqlite_time(now)
+        await connection.exec_driver_sql(
+            _SQLITE_UPSERT_VERIFIED,
+            [
+                (
+                    d.source,
+                    d.login,
+                    d.okta_id,
+                    UserState.ACTIVATED.value,
+                    _sqlite_time(d.at),
+                    stamp,
+                )
+                for d in verified
+            ],
+        )
 
     # Events
 

@@ -1,0 +1,1 @@
+"""Contract tests: openapi.yaml against the app, live fuzzing, property tests."""
