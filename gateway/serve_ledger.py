@@ -122,6 +122,10 @@ class ServeLedger:
                 delay = min(delay * 2, _RETRY_MAX_SECONDS)
                 continue
             self._opened.set()
+            # Opening loaded SQLAlchemy and ran the schema check: freeze that too (see app.py).
+            from gateway.app import freeze_startup_objects
+
+            freeze_startup_objects()
             logger.info(
                 "migration ledger open",
                 extra={"ledger": self._shown_url(), "dialect": self._ledger.dialect},
