@@ -34,6 +34,7 @@ from gateway.config import load_config
 from gateway.emulators.entra import EmulatedDirectory, load_directory, start_emulator
 from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
 from gateway.logs import configure_logging
+from gateway.serve_ledger import SERVE_LEDGER
 
 DEMO_USERS = Path(__file__).parent / "emulators" / "demo_users.yaml"
 DEMO_USER = "alice@contoso.com"
@@ -214,11 +215,13 @@ async def run_demo(port: int, once: bool) -> int:
             admin_port = _port_or_free(0)
             config_path = _write_config(private, port, admin_port, directory, entra.url, okta)
             config = load_config(config_path)
-            runner = web.AppRunner(
-                create_app(config, config_path=str(config_path)), access_log=None
-            )
+            app = create_app(config, config_path=str(config_path))
+            runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
+            # The event hook answers 503 until the ledger is open (in the background).
+            async with asyncio.timeout(60):
+                await app[SERVE_LEDGER].wait_open()
             url = f"http://127.0.0.1:{port}{config.okta.hook_path}"
             password = next(u.password for u in directory.users if u.username == DEMO_USER)
             print(f"Entra emulator: {entra.url}  (tenant {directory.tenant_id})")

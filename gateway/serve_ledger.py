@@ -31,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
+_OPEN_WAIT_SECONDS = 60.0  # at shutdown, for an open (schema check) already under way
 # Decisions per ledger write. SQLAlchemy prepares a batch's parameters on the event loop: 500
 # rows held the loop for tens of milliseconds once a second, which showed in the hook's p99
 # (bench/run.py --ledger); small batches interleave with the hook calls instead.
@@ -54,6 +55,7 @@ class ServeLedger:
         self._ledger: Ledger | None = None
         self._opener: asyncio.Task[None] | None = None
         self._opened = asyncio.Event()
+        self._opening = False
         self.recorder = DecisionRecorder(self, batch_size=DECISION_BATCH)
 
     @classmethod
@@ -107,7 +109,14 @@ class ServeLedger:
         complained = False
         while True:
             try:
-                self._ledger = await open_ledger(self.url)
+                # Never cancelled while opening (see close): a cancellation inside the schema
+                # check would leave its SQLite connection, in its worker thread, holding the
+                # write lock for as long as the process lives.
+                self._opening = True
+                try:
+                    self._ledger = await asyncio.shield(open_ledger(self.url))
+                finally:
+                    self._opening = False
             except Exception as err:  # noqa: BLE001 - whatever the database says: keep retrying
                 if not complained:
                     # Only LedgerError's text is ours (the URL with its password masked); a
@@ -133,8 +142,15 @@ class ServeLedger:
             return
 
     async def close(self) -> None:
-        """Write the queued decisions (if the ledger is open), then close it."""
+        """Write the queued decisions (if the ledger is open), then close it.
+
+        An open in progress is awaited (at most `_OPEN_WAIT_SECONDS`), not cancelled: see
+        `_open_until_done`. Between attempts the opener only sleeps and is cancelled at once.
+        """
         if self._opener is not None:
+            if self._opening:
+                with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(self._opener), _OPEN_WAIT_SECONDS)
             self._opener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._opener

@@ -129,18 +129,21 @@ async def test_bad_request_counts_only_bad_request(make_gateway: GatewayFactory)
     }
 
 
-async def test_missing_auth_counts_only_unauthorized(make_gateway: GatewayFactory) -> None:
+async def test_missing_auth_counts_unauthorized_and_its_reason(
+    make_gateway: GatewayFactory,
+) -> None:
     client = await make_gateway()
     registry = _registry(client)
     before = _counted(registry)
     response = await client.post(HOOK_PATH, json=_hook_body(ALICE, USERS[ALICE]))
     assert response.status == 401
     assert _delta(before, _counted(registry)) == {
-        "gateway_hook_requests_total{outcome=unauthorized}": 1
+        "gateway_hook_requests_total{outcome=unauthorized}": 1,
+        "gateway_hook_auth_failures_total{reason=missing}": 1,
     }
 
 
-async def test_wrong_auth_counts_only_unauthorized(make_gateway: GatewayFactory) -> None:
+async def test_wrong_auth_counts_unauthorized_and_its_reason(make_gateway: GatewayFactory) -> None:
     client = await make_gateway()
     registry = _registry(client)
     before = _counted(registry)
@@ -151,7 +154,8 @@ async def test_wrong_auth_counts_only_unauthorized(make_gateway: GatewayFactory)
     )
     assert response.status == 401
     assert _delta(before, _counted(registry)) == {
-        "gateway_hook_requests_total{outcome=unauthorized}": 1
+        "gateway_hook_requests_total{outcome=unauthorized}": 1,
+        "gateway_hook_auth_failures_total{reason=bad_secret}": 1,
     }
 
 
@@ -183,6 +187,7 @@ async def test_each_outcome_counts_once_in_a_mixed_sequence(make_gateway: Gatewa
         "gateway_hook_requests_total{outcome=verified}": 2,
         "gateway_hook_requests_total{outcome=unverified}": 2,
         "gateway_hook_requests_total{outcome=unauthorized}": 1,
+        "gateway_hook_auth_failures_total{reason=missing}": 1,
         "gateway_cache_requests_total{cache=verdict,result=miss}": 3,
         "gateway_cache_requests_total{cache=verdict,result=hit}": 1,
         "gateway_verifications_total{result=verified,source=entra}": 1,

@@ -33,6 +33,7 @@ from gateway.okta_api import (
     event_hook_body,
     password_import_hook_body,
 )
+from gateway.serve_ledger import SERVE_LEDGER
 from tests.conftest import HOOK_SECRET
 
 EVENT_SECRET = "Basic ZXZlbnRzOnJlaGVhcnNhbC1ldmVudC1zZWNyZXQ="
@@ -184,10 +185,14 @@ async def rehearse(
         )
         assert code == 0, err
         assert f"created={users} " in out.splitlines()[-1], out
-        runner = web.AppRunner(create_app(load_config(config)))
+        app = create_app(load_config(config))
+        runner = web.AppRunner(app)
         await runner.setup()
         try:
             await web.TCPSite(runner, "127.0.0.1", port).start()
+            # Okta's deliveries get 503 until the ledger is open (in the background): wait.
+            async with asyncio.timeout(60):
+                await app[SERVE_LEDGER].wait_open()
             await _register_hooks(okta, port)
             if drop_events:
                 await _control(
