@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 _RETRY_FIRST_SECONDS = 0.5
 _RETRY_MAX_SECONDS = 30.0
-_OPEN_WAIT_SECONDS = 60.0  # at shutdown, for an open (schema check) already under way
+_OPEN_WAIT_SECONDS = 10.0  # at shutdown, for an open (schema check) already under way
 # Decisions per ledger write. SQLAlchemy prepares a batch's parameters on the event loop: 500
 # rows held the loop for tens of milliseconds once a second, which showed in the hook's p99
 # (bench/run.py --ledger); small batches interleave with the hook calls instead.
