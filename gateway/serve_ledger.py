@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -61,9 +59,9 @@ class ServeLedger:
     @classmethod
     def from_config(cls, migration: MigrationConfig) -> ServeLedger:
         """The ledger the migration commands use, so `status` sees what `serve` wrote."""
-        from gateway.ledger.url import default_ledger_url
+        from gateway.ledger.url import configured_ledger_url
 
-        return cls(migration.ledger or default_ledger_url(os.environ, Path.cwd()))
+        return cls(configured_ledger_url(migration.ledger))
 
     @property
     def ledger(self) -> Ledger | None:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from gateway.ledger.url import (
         LedgerUrlError,
         async_ledger_url,
+        configured_ledger_url,
         default_ledger_url,
         display_url,
     )
@@ -44,6 +45,7 @@ _LAZY = {
     "LedgerUrlError": "url",
     "async_ledger_url": "url",
     "default_ledger_url": "url",
+    "configured_ledger_url": "url",
     "display_url": "url",
 }
 
@@ -72,6 +74,7 @@ __all__ = [
     "UserRecord",
     "UserState",
     "async_ledger_url",
+    "configured_ledger_url",
     "default_ledger_url",
     "display_url",
     "head_revision",

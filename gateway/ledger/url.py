@@ -7,6 +7,7 @@ runs on asyncio, so the URL is translated to the async driver of its database he
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,6 +32,11 @@ _ASYNC_DRIVERS = {
 
 class LedgerUrlError(ValueError):
     """`migration.ledger` names no database the ledger can use; the message says what to write."""
+
+
+def configured_ledger_url(configured: str | None) -> str:
+    """`migration.ledger`, or the default for this process (environment, working directory)."""
+    return configured or default_ledger_url(os.environ, Path.cwd())
 
 
 def default_ledger_url(environ: Mapping[str, str], cwd: Path) -> str:

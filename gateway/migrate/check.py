@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final, Literal
 
 from gateway.config import GatewayConfig, RouteConfig
@@ -224,9 +222,9 @@ def _has_domain(upns: list[str], domain: str) -> bool:
 
 async def check_ledger(config: GatewayConfig) -> Line:
     """`ledger`: it opens and upgrades to the current schema."""
-    from gateway.ledger import LedgerError, LedgerUrlError, default_ledger_url, open_ledger
+    from gateway.ledger import LedgerError, LedgerUrlError, configured_ledger_url, open_ledger
 
-    url = config.migration.ledger or default_ledger_url(os.environ, Path.cwd())
+    url = configured_ledger_url(config.migration.ledger)
     try:
         ledger = await open_ledger(url)
     except (LedgerError, LedgerUrlError) as error:

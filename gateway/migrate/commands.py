@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from gateway.config import GatewayConfig
-from gateway.ledger import Ledger, default_ledger_url, open_ledger
+from gateway.ledger import Ledger, configured_ledger_url, open_ledger
 from gateway.migrate.importer import Importer, ImportOutcome, write_report
 from gateway.migrate.mapping import graph_attributes
 from gateway.okta_api import OAuthServiceApp, OktaApiClient, SswsToken
@@ -184,7 +182,7 @@ def build_okta_client(
 
 @contextlib.asynccontextmanager
 async def _ledger(config: GatewayConfig) -> AsyncIterator[Ledger]:
-    url = config.migration.ledger or default_ledger_url(os.environ, Path.cwd())
+    url = configured_ledger_url(config.migration.ledger)
     ledger = await open_ledger(url)
     try:
         yield ledger

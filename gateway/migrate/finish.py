@@ -28,13 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Final, Literal
 
 from gateway.config import GatewayConfig
@@ -44,7 +42,7 @@ from gateway.ledger import (
     LedgerUrlError,
     LedgerUser,
     RunCommand,
-    default_ledger_url,
+    configured_ledger_url,
     open_ledger,
 )
 from gateway.logs import configure_logging
@@ -220,7 +218,7 @@ async def run_finish(config: GatewayConfig, args: argparse.Namespace) -> int:
     """Check the source is ready to retire, then finish it (the body of `main`)."""
     from gateway.migrate.commands import okta_client
 
-    url = config.migration.ledger or default_ledger_url(os.environ, Path.cwd())
+    url = configured_ledger_url(config.migration.ledger)
     try:
         ledger = await open_ledger(url)
     except (LedgerError, LedgerUrlError) as err:

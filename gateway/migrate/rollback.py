@@ -23,11 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from gateway.config import GatewayConfig
@@ -38,7 +36,7 @@ from gateway.ledger import (
     LedgerUser,
     RunCommand,
     UserState,
-    default_ledger_url,
+    configured_ledger_url,
     open_ledger,
 )
 from gateway.logs import configure_logging
@@ -170,7 +168,7 @@ async def _rollback(config: GatewayConfig, args: argparse.Namespace) -> int:
     """Check the run, then roll it back (the body of `main`)."""
     from gateway.migrate.commands import okta_client
 
-    url = config.migration.ledger or default_ledger_url(os.environ, Path.cwd())
+    url = configured_ledger_url(config.migration.ledger)
     try:
         ledger = await open_ledger(url)
     except (LedgerError, LedgerUrlError) as err:

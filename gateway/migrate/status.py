@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import csv
 import json
-import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,7 +33,7 @@ from gateway.ledger import (
     LedgerError,
     LedgerUrlError,
     RunCommand,
-    default_ledger_url,
+    configured_ledger_url,
     open_ledger,
 )
 from gateway.logs import configure_logging
@@ -71,7 +70,7 @@ async def run_status(
     config: GatewayConfig, args: argparse.Namespace, *, clock: Callable[[], datetime] = _now
 ) -> int:
     """The body of `main`: refresh, report, stragglers."""
-    url = config.migration.ledger or default_ledger_url(os.environ, Path.cwd())
+    url = configured_ledger_url(config.migration.ledger)
     try:
         ledger = await open_ledger(url)
     except (LedgerError, LedgerUrlError) as err:
