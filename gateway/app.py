@@ -19,6 +19,7 @@ from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedE
 from gateway.config import GatewayConfig
 from gateway.ledger.models import Decision as LedgerDecision
 from gateway.logs import install_library_filters
+from gateway.loop_lag import loop_lag_ctx
 from gateway.metrics import GatewayMetrics
 from gateway.okta import BadHookRequest, PasswordImportRequest, parse_password_import, reply_body
 from gateway.runtime import RUNTIME, Generation, Runtime
@@ -82,6 +83,7 @@ def create_app(
     app[STATE] = state
     app[RUNTIME] = Runtime(config, metrics, state, shared_key, sources, config_path)
     app.cleanup_ctx.append(_state_ctx)
+    app.cleanup_ctx.append(loop_lag_ctx(metrics.event_loop_lag))
     if ledger_wanted(config.migration):
         # Cleanup runs in reverse: the ledger closes after the listeners, the sources and the
         # event hook's background actions are done with it.

@@ -118,6 +118,11 @@ class GatewayMetrics:
         self.inflight = Gauge(
             "gateway_inflight_requests", "Hook requests being answered now.", registry=r
         )
+        self.event_loop_lag = Gauge(
+            "gateway_event_loop_lag_seconds",
+            "Worst lateness of the event loop over the last 15 s (every answer waits for it).",
+            registry=r,
+        )
         self.last_success = Gauge(
             "gateway_source_last_success_timestamp_seconds",
             "Unix time of the last verified answer from a source (0 = never).",

@@ -154,6 +154,15 @@ def _traffic_row(builder: dash.Dashboard) -> None:
     )
     builder.with_panel(
         _timeseries(
+            "Event-loop lag",
+            "Worst lateness of each replica's event loop over the last 15 s. Every answer waits "
+            "for the loop: near the 2.5 s budget it is the replica (CPU starved, a blocking "
+            "call), not the directory.",
+            "s",
+        ).with_target(_query("max by (instance) (gateway_event_loop_lag_seconds)", "{{instance}}"))
+    )
+    builder.with_panel(
+        _timeseries(
             "Rate-limit refusals by limit",
             "Requests refused by a limit: username and ip protect users from lockout and "
             "password spraying; source, cooldown, circuit and busy protect the directory; "

@@ -27,6 +27,7 @@ REQUIRED_DASHBOARD_METRICS = {
     "gateway_cache_requests_total",
     "gateway_verifications_total",
     "gateway_inflight_requests",
+    "gateway_event_loop_lag_seconds",
     "gateway_source_ready",
     "gateway_source_circuit_state",
     "gateway_source_last_success_timestamp_seconds",
