@@ -30,7 +30,15 @@ import aiohttp
 import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from jwt.algorithms import RSAAlgorithm
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from gateway.auth import secret_matches
 from plugins.base import is_loopback_http
@@ -78,6 +86,37 @@ def _https_or_loopback(value: str) -> str:
     return value
 
 
+class HookClientConfig(BaseModel):
+    """`okta.auth.oauth2.hook_client`: the client Okta's hook channel gets its tokens with.
+
+    Only `gateway migrate register-hooks` (which puts it on Okta's OAUTH channel) and
+    `gateway migrate check` (which asks `token_url` for a token the way Okta will, then validates
+    it) read it; the serving gateway needs no client secret.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    auth_type: Literal["client_secret_post", "private_key_jwt"] = "client_secret_post"
+    client_id: str = Field(min_length=1)
+    client_secret: SecretStr | None = None  # client_secret_post
+    hook_key_id: str | None = None  # private_key_jwt: a key of Okta's Workflow > Key Management
+    token_url: str | None = None  # default: <issuer>/v1/token
+    scope: str | None = None  # default: required_scopes, space-separated
+
+    @field_validator("token_url")
+    @classmethod
+    def _token_url(cls, value: str | None) -> str | None:
+        return None if value is None else _https_or_loopback(value)
+
+    @model_validator(mode="after")
+    def _credential(self) -> HookClientConfig:
+        if self.auth_type == "client_secret_post" and self.client_secret is None:
+            raise ValueError("client_secret is required with auth_type client_secret_post")
+        if self.auth_type == "private_key_jwt" and not self.hook_key_id:
+            raise ValueError("hook_key_id is required with auth_type private_key_jwt")
+        return self
+
+
 class OAuth2HookConfig(BaseModel):
     """What a hook access token must be: issued by `issuer` for `audience`, to an allowed client."""
 
@@ -90,6 +129,7 @@ class OAuth2HookConfig(BaseModel):
     allowed_client_ids: list[str] = Field(min_length=1)
     leeway_seconds: int = Field(120, ge=0, le=600)
     jwks_uri: str | None = None  # default: `jwks_uri` of the issuer's metadata
+    hook_client: HookClientConfig | None = None  # for register-hooks and check only
 
     @field_validator("issuer")
     @classmethod
@@ -100,6 +140,34 @@ class OAuth2HookConfig(BaseModel):
     @classmethod
     def _jwks_url(cls, value: str | None) -> str | None:
         return None if value is None else _https_or_loopback(value)
+
+    @model_validator(mode="after")
+    def _hook_client_allowed(self) -> OAuth2HookConfig:
+        client = self.hook_client
+        if client is not None and client.client_id not in self.allowed_client_ids:
+            # Its tokens would all be refused as client_not_allowed.
+            raise ValueError("hook_client.client_id must be one of allowed_client_ids")
+        if client is not None and client.scope is not None:
+            missing = set(self.required_scopes) - set(client.scope.split())
+            if missing:  # Okta grants what it asks for: every token would lack these
+                raise ValueError(f"hook_client.scope must ask for {', '.join(sorted(missing))}")
+        return self
+
+    @property
+    def token_url(self) -> str:
+        """Where the hook's client gets its tokens: `hook_client.token_url` or the issuer's."""
+        client = self.hook_client
+        if client is not None and client.token_url is not None:
+            return client.token_url
+        return self.issuer.rstrip("/") + "/v1/token"
+
+    @property
+    def token_scope(self) -> str:
+        """The scope Okta asks for: `hook_client.scope` or every required scope."""
+        client = self.hook_client
+        if client is not None and client.scope is not None:
+            return client.scope
+        return " ".join(self.required_scopes)
 
 
 class OktaHookAuthConfig(BaseModel):
@@ -221,25 +289,30 @@ class KeySet:
 
     async def _fetch(self) -> bool:
         """Fetch the key set once; on any failure keep the last good keys and say so."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=FETCH_TIMEOUT)
         try:
-            jwks_uri = self._jwks_uri or await self._discover(self._session)
-            self.fetches += 1
-            keys = parse_jwks(await _get_json(self._session, jwks_uri))
+            await self.load()
         except (aiohttp.ClientError, TimeoutError, KeySetError) as err:
             logger.warning(
                 "could not fetch the hook token issuer's signing keys; keeping the last good ones",
                 extra={"issuer": self.issuer, "error": str(err), "keys_kept": len(self.keys)},
             )
             return False
+        return True
+
+    async def load(self) -> int:
+        """Fetch the key set now and use it: how many keys; raises on any failure."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=FETCH_TIMEOUT)
+        jwks_uri = self._jwks_uri or await self._discover(self._session)
+        self.fetches += 1
+        keys = parse_jwks(await _get_json(self._session, jwks_uri))
         added = sorted(keys.keys() - self.keys.keys())
         self.keys, self.loaded = keys, True
         if added:
             logger.info(
                 "hook token signing keys loaded", extra={"issuer": self.issuer, "kids": added}
             )
-        return True
+        return len(keys)
 
     async def _discover(self, session: aiohttp.ClientSession) -> str:
         """`jwks_uri` from the issuer's metadata (RFC 8414), whose `issuer` must be ours."""

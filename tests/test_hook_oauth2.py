@@ -570,6 +570,24 @@ _GOOD_OAUTH2 = {
 }
 
 
+def _client(**changes: str) -> dict[str, str]:
+    """A good `hook_client`, with `changes`."""
+    return {"client_id": CLIENT_ID, "client_secret": "hook-client-secret-0001", **changes}
+
+
+def test_hook_client_defaults_to_the_issuers_token_url_and_the_required_scopes() -> None:
+    oauth2 = {**_GOOD_OAUTH2, "required_scopes": [SCOPE, "x"], "hook_client": _client()}
+    text = gateway_yaml(
+        "http://127.0.0.1:9", extra={"okta": {"auth": {"mode": "oauth2", "oauth2": oauth2}}}
+    )
+    settings = parse_config(text, env={}).okta.auth.oauth2
+    assert settings is not None and settings.hook_client is not None
+    assert settings.token_url == "https://acme.okta.com/oauth2/aus1example/v1/token"
+    assert settings.token_scope == f"{SCOPE} x"
+    assert settings.hook_client.auth_type == "client_secret_post"
+    assert "hook-client-secret-0001" not in repr(settings)
+
+
 def test_oauth2_mode_needs_no_secret_and_defaults_as_documented() -> None:
     text = gateway_yaml(
         "http://127.0.0.1:9", extra={"okta": {"auth": {"mode": "oauth2", "oauth2": _GOOD_OAUTH2}}}
@@ -606,6 +624,38 @@ def test_oauth2_mode_needs_no_secret_and_defaults_as_documented() -> None:
         (
             {"mode": "oauth2", "oauth2": {**_GOOD_OAUTH2, "algs": ["HS256"]}},
             "okta.auth.oauth2.algs",
+        ),
+        (
+            {"mode": "oauth2", "oauth2": {**_GOOD_OAUTH2, "hook_client": {"client_id": CLIENT_ID}}},
+            "okta.auth.oauth2.hook_client",  # client_secret_post without a secret
+        ),
+        (
+            {
+                "mode": "oauth2",
+                "oauth2": {
+                    **_GOOD_OAUTH2,
+                    "hook_client": {"auth_type": "private_key_jwt", "client_id": CLIENT_ID},
+                },
+            },
+            "okta.auth.oauth2.hook_client",  # private_key_jwt without a hook key
+        ),
+        (
+            {
+                "mode": "oauth2",
+                "oauth2": {**_GOOD_OAUTH2, "hook_client": _client(client_id="0oaX")},
+            },
+            "okta.auth.oauth2",  # a client whose tokens would all be client_not_allowed
+        ),
+        (
+            {"mode": "oauth2", "oauth2": {**_GOOD_OAUTH2, "hook_client": _client(scope="openid")}},
+            "okta.auth.oauth2",  # its tokens would all be missing_scope
+        ),
+        (
+            {
+                "mode": "oauth2",
+                "oauth2": {**_GOOD_OAUTH2, "hook_client": _client(token_url="http://10.0.0.1/t")},
+            },
+            "okta.auth.oauth2.hook_client.token_url",
         ),
     ],
 )

@@ -32,7 +32,7 @@ def test_the_gauge_holds_the_worst_lateness_of_the_window_only() -> None:
 async def test_a_blocked_loop_shows_in_the_metric(make_gateway: GatewayFactory) -> None:
     client = await make_gateway()
     await asyncio.sleep(3 * TICK_SECONDS)  # the monitor has started ticking
-    time.sleep(0.5)  # what a blocking call in a handler would do to every request
+    time.sleep(0.5)  # noqa: ASYNC251 - on purpose: what a blocking call does to every request
     await asyncio.sleep(2 * TICK_SECONDS)  # the monitor wakes, late, and records it
     text = await (await client.get("/metrics")).text()
     match = LAG_LINE.search(text)

@@ -6,7 +6,12 @@ to do; the exit status is 1 on any FAIL. The checks, in order:
 * `okta-api`: the Okta API answers and the token may do what the commands need
   (`OktaApiClient.check_scopes`: reads probed, `.manage` scopes read from an OAuth token);
 * `inline-hook`: a password import inline hook exists, is ACTIVE and points at `okta.hook_url`
-  with the `okta.auth.header` header (its secret cannot be read back: see `hooks.py`);
+  with the `okta.auth.header` header, or with the OAuth 2.0 channel `okta.auth.oauth2.hook_client`
+  describes (secrets cannot be read back: see `hooks.py`);
+* `hook-token` (mode `oauth2` or `either` only): the issuer's signing keys load, and a token
+  asked of the token URL with `hook_client` the way Okta will ask (client_secret_post) passes the
+  gateway's own validation, so a wrong audience, scope or issuer shows here and not as 401s
+  during the first sign-ins;
 * `source-<name>`: for each `migration.sources` entry, a Graph token and a one-page user listing;
 * `route-<i>`: each route's domains have at least one user in its listed sources. Graph's
   `endswith(userPrincipalName, ...)` filter needs advanced queries (`ConsistencyLevel`,
@@ -26,6 +31,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
+import aiohttp
+
 from gateway.config import GatewayConfig, RouteConfig
 from gateway.logs import configure_logging
 from gateway.okta_api import OktaApiError
@@ -34,6 +41,7 @@ Level = Literal["PASS", "WARN", "FAIL"]
 
 SAMPLE_USERS: Final = 999  # one Graph page at its maximum $top
 SOURCE_TIMEOUT_SECONDS: Final = 60.0
+TOKEN_TIMEOUT_SECONDS: Final = 10.0
 # Which commands need each Okta permission, for the okta-api line.
 NEEDED_BY: Final = {
     "okta.users.read": "import, prepare, rollback, sync-attributes",
@@ -131,11 +139,96 @@ async def check_inline_hook(config: GatewayConfig, config_path: str = "CONFIG") 
     if not wanted_channel(hook, config):
         return Line(
             "FAIL", "inline-hook", f"hook {hook.get('id')} points at {uri}, not okta.hook_url "
-            f"{config.okta.hook_url} (or uses another auth header): " + fix,
+            f"{config.okta.hook_url} (or authenticates otherwise than okta.auth says): " + fix,
         )  # fmt: skip
     if hook.get("status") != "ACTIVE":
         return Line("FAIL", "inline-hook", f"hook {hook.get('id')} is {hook.get('status')}: " + fix)
     return Line("PASS", "inline-hook", f"hook {hook.get('id')} is ACTIVE and points at {uri}")
+
+
+# What to fix when Okta's token for the hook would be refused, by AUTH_ERRORS code.
+TOKEN_HINTS: Final = {
+    "wrong_issuer": "okta.auth.oauth2.issuer must equal the token's iss exactly",
+    "wrong_audience": "set okta.auth.oauth2.audience to the authorization server's audience",
+    "missing_scope": "the server must grant every okta.auth.oauth2.required_scopes to the client",
+    "client_not_allowed": "add the token's cid to okta.auth.oauth2.allowed_client_ids",
+    "unknown_kid": "the token is signed by a key the issuer does not publish: check jwks_uri",
+}
+
+
+async def check_hook_token(config: GatewayConfig) -> Line | None:
+    """`hook-token`: the issuer's keys load and a token got as Okta gets one validates."""
+    from gateway.hook_oauth import KeySet, KeySetError, TokenValidator
+
+    auth = config.okta.auth
+    settings = auth.oauth2
+    if auth.mode == "header" or settings is None:
+        return None
+    keys = KeySet(settings.issuer, settings.jwks_uri)
+    try:
+        count = await keys.load()
+        client = settings.hook_client
+        if client is None or client.client_secret is None:
+            why = (
+                "no okta.auth.oauth2.hook_client to ask for a token with"
+                if client is None
+                else "private_key_jwt: only Okta holds the hook key, so no token was asked for"
+            )
+            return Line("PASS", "hook-token", f"the issuer publishes {count} signing key(s); {why}")
+        token = await _client_credentials_token(
+            settings.token_url, client.client_id, client.client_secret.get_secret_value(),
+            settings.token_scope,
+        )  # fmt: skip
+        error = await TokenValidator(settings, keys).validate(token, wait_seconds=0.0)
+    except (aiohttp.ClientError, TimeoutError, KeySetError) as err:
+        return Line(
+            "FAIL", "hook-token", f"cannot load the issuer's signing keys: {err}: check "
+            "okta.auth.oauth2.issuer (and jwks_uri)",
+        )  # fmt: skip
+    except TokenRequestError as err:
+        return Line("FAIL", "hook-token", f"{settings.token_url}: {err}")
+    finally:
+        await keys.close()
+    if error is not None:
+        hint = TOKEN_HINTS.get(error, "see the README's OAuth 2.0 for the hook")
+        return Line(
+            "FAIL", "hook-token", f"the gateway would refuse Okta's token ({error}): {hint}"
+        )
+    return Line(
+        "PASS", "hook-token", f"a token from {settings.token_url} passes the gateway's checks"
+    )
+
+
+class TokenRequestError(Exception):
+    """The token endpoint did not give a token (message: status and OAuth error code only)."""
+
+
+async def _client_credentials_token(url: str, client_id: str, secret: str, scope: str) -> str:
+    """An access token as Okta's hook channel gets one (client_credentials, client_secret_post)."""
+    form = {
+        "grant_type": "client_credentials",
+        "scope": scope,
+        "client_id": client_id,
+        "client_secret": secret,
+    }
+    timeout = aiohttp.ClientTimeout(total=TOKEN_TIMEOUT_SECONDS)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.post(url, data=form, allow_redirects=False) as response,
+    ):
+        try:
+            body = await response.json(content_type=None)
+        except ValueError:
+            body = None
+    answer = body if isinstance(body, dict) else {}
+    token = answer.get("access_token")
+    if response.status == 200 and isinstance(token, str):
+        return token
+    # Only the OAuth error code (RFC 6749 §5.2) is repeated: a description is the server's text.
+    code = answer.get("error")
+    named = f" {code}" if isinstance(code, str) and code.isascii() and len(code) < 64 else ""
+    hint = ": check hook_client's client_id and secret" if code == "invalid_client" else ""
+    raise TokenRequestError(f"HTTP {response.status}{named}, no access token{hint}")
 
 
 async def check_source(config: GatewayConfig, name: str) -> tuple[Line, Sample | None]:
@@ -243,6 +336,9 @@ async def run_checks(config: GatewayConfig, config_path: str = "CONFIG") -> list
 
     emit(await check_okta_api(config))
     emit(await check_inline_hook(config, config_path))
+    token_line = await check_hook_token(config)
+    if token_line is not None:
+        emit(token_line)
     samples: dict[str, Sample | None] = {}
     for name in config.migration.sources:
         line, samples[name] = await check_source(config, name)

@@ -2,7 +2,11 @@
 
 The password import inline hook (`com.okta.user.credential.password.import`): it points at
 `okta.hook_url`, authenticates with header auth (`okta.auth.header` and the FIRST of
-`okta.auth.secrets`, which Okta sends back verbatim) and is ACTIVE. With `migration.event_hook`,
+`okta.auth.secrets`, which Okta sends back verbatim) and is ACTIVE. With
+`okta.auth.oauth2.hook_client` (mode `oauth2`, or `either` during a switch-over) it gets Okta's
+OAuth 2.0 channel instead: Okta asks `token_url` for a token with that client
+(`client_secret_post`, or `private_key_jwt` with a hook key Okta holds) and sends it as
+`Authorization: Bearer`. With `migration.event_hook`,
 also the event hook: it points at `migration.event_hook.url` (default: `okta.hook_url`'s origin
 plus the event hook's path), subscribes to `user.import.password` plus the events
 `migration.prepare_on` and `migration.sync_on_activate` act on, and is ACTIVE and VERIFIED. Okta
@@ -13,10 +17,10 @@ Idempotent: a hook already as wanted is `unchanged` and nothing is written. An o
 one password import hook, so an existing one with another URL or header is updated in place, and
 an INACTIVE one is activated (`updated`).
 
-Okta never returns the secret of a hook's header auth, so a changed secret cannot be seen by
-comparing. A secret rotation therefore needs `--force`, which sends the channel (and the secret)
-again even when everything visible matches; without it a run that only changes the secret
-reports `unchanged`. (Always re-sending would make every run a write, and "a second run changes
+Okta never returns the secret of a hook's header auth (nor an OAuth client secret), so a changed
+secret cannot be seen by comparing. A secret rotation therefore needs `--force`, which sends the
+channel (and the secret) again even when everything visible matches; without it a run that only
+changes the secret reports `unchanged`. (Always re-sending would make every run a write, and "a second run changes
 nothing" is part of the contract.) The secret is never printed or logged.
 
 One line per hook, `<created|updated|unchanged|failed> <hook> ...`, then the last line (a
@@ -41,6 +45,8 @@ from gateway.okta_api import OktaApiClient, OktaApiError
 from gateway.okta_api.hooks import (
     PASSWORD_IMPORT_HOOK_TYPE,
     event_hook_body,
+    http_channel,
+    oauth_channel,
     password_import_hook_body,
 )
 
@@ -72,26 +78,68 @@ def config_problem(config: GatewayConfig) -> str | None:
         return "okta.org_url and okta.api (token or oauth) are needed to call Okta"
     if config.okta.hook_url is None:
         return "okta.hook_url (the public URL Okta calls) is needed to register the hook"
-    if config.okta.auth.mode == "oauth2":
-        # Okta's OAuth channel needs a client and a key Okta holds: set that hook up in Okta.
-        return "okta.auth.mode is oauth2: register-hooks sets up header auth only (mode either)"
+    oauth2 = config.okta.auth.oauth2
+    if config.okta.auth.mode == "oauth2" and (oauth2 is None or oauth2.hook_client is None):
+        return (
+            "okta.auth.mode is oauth2: set okta.auth.oauth2.hook_client (the client Okta gets "
+            "its tokens with) so that register-hooks can set up the OAuth 2.0 channel"
+        )
     return None
 
 
-def wanted_channel(hook: dict[str, Any], config: GatewayConfig) -> bool:
-    """Whether a hook Okta returned already has the wanted type, URL and auth header name.
+def uses_oauth_channel(config: GatewayConfig) -> bool:
+    """Whether the hook gets Okta's OAUTH channel: `mode` oauth2, or either with a hook_client.
 
-    Okta returns the header name lower-cased (and never its value), so the name is compared
-    case-insensitively and the secret not at all (see the module docstring).
+    In `either` (a switch-over) the channel follows `hook_client`: adding it moves Okta to
+    OAuth 2.0 while the gateway still takes the static secret, removing it moves Okta back.
+    """
+    auth = config.okta.auth
+    return auth.mode != "header" and auth.oauth2 is not None and auth.oauth2.hook_client is not None
+
+
+def hook_channel(config: GatewayConfig) -> dict[str, Any]:
+    """The channel the password import hook should have (secrets included: never print it)."""
+    uri = config.okta.hook_url
+    assert uri is not None  # config_problem checked it
+    auth = config.okta.auth
+    if uses_oauth_channel(config):
+        assert auth.oauth2 is not None and auth.oauth2.hook_client is not None
+        client = auth.oauth2.hook_client
+        secret = client.client_secret
+        return oauth_channel(
+            uri,
+            client_id=client.client_id,
+            token_url=auth.oauth2.token_url,
+            scope=auth.oauth2.token_scope,
+            client_secret=None if secret is None else secret.get_secret_value(),
+            hook_key_id=client.hook_key_id if secret is None else None,
+        )
+    # The first secret is the current one; the others are still accepted during a rotation.
+    return http_channel(uri, auth.header, auth.secrets[0].get_secret_value())
+
+
+def wanted_channel(hook: dict[str, Any], config: GatewayConfig) -> bool:
+    """Whether a hook Okta returned already has the wanted type, URL and authentication.
+
+    Okta returns the header name lower-cased (and never its value, nor an OAUTH channel's client
+    secret), so the name is compared case-insensitively and the secrets not at all (see the
+    module docstring).
     """
     channel = hook.get("channel") or {}
     settings = channel.get("config") or {}
+    if hook.get("type") != PASSWORD_IMPORT_HOOK_TYPE:
+        return False
+    if str(settings.get("uri", "")).rstrip("/") != config.okta.hook_url:
+        return False
+    wanted = hook_channel(config)
+    if channel.get("type") != wanted["type"]:
+        return False
+    if wanted["type"] == "OAUTH":
+        compared = ("authType", "clientId", "tokenUrl", "scope", "hookKeyId")
+        return all(settings.get(name) == wanted["config"].get(name) for name in compared)
     scheme = settings.get("authScheme") or {}
     return (
-        hook.get("type") == PASSWORD_IMPORT_HOOK_TYPE
-        and channel.get("type") == "HTTP"
-        and str(settings.get("uri", "")).rstrip("/") == config.okta.hook_url
-        and str(scheme.get("type", "")).upper() == "HEADER"
+        str(scheme.get("type", "")).upper() == "HEADER"
         and str(scheme.get("key", "")).lower() == config.okta.auth.header.lower()
     )
 
@@ -101,14 +149,7 @@ async def _password_import_hook(
 ) -> Outcome:
     """Create, update or leave the org's one password import inline hook."""
     uri = config.okta.hook_url
-    assert uri is not None  # config_problem checked it
-    body = password_import_hook_body(
-        HOOK_NAME,
-        uri,
-        auth_header=config.okta.auth.header,
-        # The first secret is the current one; the others are still accepted during a rotation.
-        auth_value=config.okta.auth.secrets[0].get_secret_value(),
-    )
+    body = password_import_hook_body(HOOK_NAME, hook_channel(config))
     existing = await okta.list_inline_hooks(PASSWORD_IMPORT_HOOK_TYPE)
     if not existing:
         created = await okta.create_inline_hook(body)

@@ -30,6 +30,8 @@ from gateway.okta_api.errors import (
 from gateway.okta_api.hooks import (
     PASSWORD_IMPORT_HOOK_TYPE,
     event_hook_body,
+    http_channel,
+    oauth_channel,
     password_import_hook_body,
 )
 from gateway.okta_api.retry import RetryBudget
@@ -57,6 +59,8 @@ __all__ = [
     "SystemClock",
     "check_org_url",
     "event_hook_body",
+    "http_channel",
     "load_private_key",
+    "oauth_channel",
     "password_import_hook_body",
 ]

@@ -31,6 +31,7 @@ from gateway.okta_api import (
     OktaApiClient,
     SswsToken,
     event_hook_body,
+    http_channel,
     password_import_hook_body,
 )
 from gateway.serve_ledger import SERVE_LEDGER
@@ -118,9 +119,11 @@ async def _register_hooks(okta: RunningOktaEmulator, port: int) -> None:
         inline = await client.create_inline_hook(
             password_import_hook_body(
                 "gateway",
-                f"http://127.0.0.1:{port}/okta/password-import",
-                auth_header="Authorization",
-                auth_value=HOOK_SECRET,
+                http_channel(
+                    f"http://127.0.0.1:{port}/okta/password-import",
+                    auth_header="Authorization",
+                    auth_value=HOOK_SECRET,
+                ),
             )
         )
         if inline.get("status") != "ACTIVE":

@@ -16,6 +16,7 @@ from gateway.okta_api import (
     OktaApiClient,
     OktaApiError,
     event_hook_body,
+    http_channel,
     password_import_hook_body,
 )
 from tests.okta_api.conftest import (
@@ -89,9 +90,11 @@ async def test_inline_hook_create_list_update_activate(
 ) -> None:
     body = password_import_hook_body(
         "Password import gateway",
-        "https://gw.contoso.com/okta/password-import",
-        auth_header="Authorization",
-        auth_value="Basic c2VjcmV0",
+        http_channel(
+            "https://gw.contoso.com/okta/password-import",
+            auth_header="Authorization",
+            auth_value="Basic c2VjcmV0",
+        ),
     )
     created = await client.create_inline_hook(body)
     assert created["status"] == "ACTIVE"

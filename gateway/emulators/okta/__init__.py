@@ -15,6 +15,8 @@ One module per endpoint family:
 * ``groups``: ``/api/v1/groups`` create/list/get/members, ``/api/v1/users/{id}/groups``;
 * ``inline_hooks`` / ``event_hooks``: hook management, event hook verification (the real GET);
 * ``oauth``: ``SSWS`` tokens and ``/oauth2/v1/token`` (private_key_jwt, signature verified);
+* ``auth_servers``: custom authorization servers ``/oauth2/{id}`` (metadata, keys, client
+  credentials tokens as RS256 JWTs) for OAuth 2.0 inline hook channels;
 * ``gate``: per-bucket rate limits (``X-Rate-Limit-*``, 429 E0000047), concurrency limit, faults;
 * ``control`` / ``signin``: ``/_emulator/`` stats, reset, fault, limits, simulated sign-in;
 * ``state`` / ``models`` / ``directory`` / ``search`` / ``errors``: the org, its rules and shapes;
@@ -28,9 +30,17 @@ from gateway.emulators.okta.app import RunningOktaEmulator, create_app, serve, s
 from gateway.emulators.okta.delivery import DeliveryRecord
 from gateway.emulators.okta.directory import (
     DEFAULT_API_TOKEN,
+    DEFAULT_HOOK_AUDIENCE,
+    DEFAULT_HOOK_AUTH_SERVER,
+    DEFAULT_HOOK_AUTH_SERVER_ID,
+    DEFAULT_HOOK_CLIENT_ID,
+    DEFAULT_HOOK_CLIENT_SECRET,
+    DEFAULT_HOOK_SCOPE,
     DEFAULT_OAUTH_CLIENT_ID,
     OktaOrg,
     OrgFileError,
+    SeedAuthorizationServer,
+    SeedAuthServerClient,
     SeedGroup,
     SeedOAuthClient,
     SeedUser,
@@ -43,6 +53,12 @@ from gateway.emulators.okta.state import OktaEmulator
 __all__ = [
     "BUCKETS",
     "DEFAULT_API_TOKEN",
+    "DEFAULT_HOOK_AUDIENCE",
+    "DEFAULT_HOOK_AUTH_SERVER",
+    "DEFAULT_HOOK_AUTH_SERVER_ID",
+    "DEFAULT_HOOK_CLIENT_ID",
+    "DEFAULT_HOOK_CLIENT_SECRET",
+    "DEFAULT_HOOK_SCOPE",
     "DEFAULT_LIMITS",
     "DEFAULT_OAUTH_CLIENT_ID",
     "Credential",
@@ -52,6 +68,8 @@ __all__ = [
     "OktaOrg",
     "OrgFileError",
     "RunningOktaEmulator",
+    "SeedAuthServerClient",
+    "SeedAuthorizationServer",
     "SeedGroup",
     "SeedOAuthClient",
     "SeedUser",

@@ -16,6 +16,7 @@ from typing import Self
 from aiohttp import web
 
 from gateway.emulators.okta import (
+    auth_servers,
     authn,
     control,
     event_control,
@@ -50,6 +51,14 @@ def create_app(emulator: OktaEmulator) -> web.Application:
     app.cleanup_ctx.append(_event_delivery)
     add = app.router.add_route
     add("POST", "/oauth2/v1/token", oauth.handle_token)
+    custom_server = "/oauth2/{server_id}"  # custom authorization servers: outside api_gate
+    add(
+        "GET",
+        f"{custom_server}/.well-known/oauth-authorization-server",
+        auth_servers.handle_metadata,
+    )
+    add("GET", f"{custom_server}/v1/keys", auth_servers.handle_keys)
+    add("POST", f"{custom_server}/v1/token", auth_servers.handle_token)
     add("POST", "/api/v1/authn", authn.handle_authn)
     add("GET", "/api/v1/users", users.list_users)
     add("POST", "/api/v1/users", users.create_user)

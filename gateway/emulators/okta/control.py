@@ -4,7 +4,8 @@
   bucket, concurrency rejections, injected faults, users created/activated/..., activation emails
   per login, profile updates) and a census of users by status and provider.
 * ``POST /_emulator/reset``: zero counters and rate-limit windows; ``{"users": true}`` also puts
-  users, groups, hooks and tokens back as the org file had them and clears fault and latency.
+  users, groups, hooks and tokens back as the org file had them (authorization servers get new
+  signing keys, cached hook tokens are forgotten) and clears fault and latency.
 * ``GET|PUT /_emulator/fault``: ``{"mode", "rate", "retry_after", "buckets", "latency_ms"}``.
 * ``GET|PUT /_emulator/limits``: ``{"limits": {bucket: per_minute|null}, "concurrency_limit"}``.
 * ``GET  /_emulator/profile-updates``: the attributes each profile update changed, in order.

@@ -1,4 +1,4 @@
-"""The emulated Okta org's seed file: API tokens, OAuth service apps, groups and users (YAML).
+"""The emulated Okta org's seed file: API tokens, OAuth apps and servers, groups and users (YAML).
 
 An org file describes the state the emulator starts from (and returns to on a full reset)::
 
@@ -7,6 +7,12 @@ An org file describes the state the emulator starts from (and returns to on a fu
       - client_id: 0oaemulatorservice01
         jwks: [{kty: RSA, kid: k1, n: ..., e: AQAB}]    # public keys only
         scopes: [okta.users.read, okta.users.manage]
+    authorization_servers:                        # custom servers (/oauth2/{id}) for OAuth hooks
+      - id: ausemulatorhooks0001                  # "default" or "aus" + 17 letters/digits
+        audience: api://okta-password-gateway     # the tokens' aud
+        scopes: [okta.hooks.password]             # what a client may request (scope=...)
+        clients:                                  # client_secret_post or client_secret_basic
+          - {client_id: 0oaemulatorhook00001, client_secret: ...}
     custom_attributes: [adObjectGuid]             # profile attributes beyond Okta's base profile
     rate_limits: {users_collection: 600}          # per bucket per minute; null = unlimited
     concurrency_limit: 75
@@ -18,6 +24,9 @@ An org file describes the state the emulator starts from (and returns to on a fu
         status: STAGED                            # STAGED | PROVISIONED | ACTIVE | DEPROVISIONED
         credential: none                          # none | password | hash | hook
 
+Every listed client of an authorization server may get any of its scopes (Okta would decide that
+with the server's access policies). Client secrets are ``SecretStr``: never in reprs or errors.
+
 Errors never quote the file's lines (a token could be on them): only positions and problems.
 """
 
@@ -27,13 +36,21 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 __all__ = [
     "DEFAULT_API_TOKEN",
+    "DEFAULT_HOOK_AUDIENCE",
+    "DEFAULT_HOOK_AUTH_SERVER",
+    "DEFAULT_HOOK_AUTH_SERVER_ID",
+    "DEFAULT_HOOK_CLIENT_ID",
+    "DEFAULT_HOOK_CLIENT_SECRET",
+    "DEFAULT_HOOK_SCOPE",
     "DEFAULT_OAUTH_CLIENT_ID",
     "OktaOrg",
     "OrgFileError",
+    "SeedAuthServerClient",
+    "SeedAuthorizationServer",
     "SeedGroup",
     "SeedOAuthClient",
     "SeedUser",
@@ -42,6 +59,12 @@ __all__ = [
 
 DEFAULT_API_TOKEN = "00emulator-okta-api-token-0000000000000"  # noqa: S105 - emulator-only value
 DEFAULT_OAUTH_CLIENT_ID = "0oaemulatorservice01"
+# A custom authorization server for OAuth 2.0 hook channels (tests list DEFAULT_HOOK_AUTH_SERVER).
+DEFAULT_HOOK_AUTH_SERVER_ID = "ausemulatorhooks0001"
+DEFAULT_HOOK_AUDIENCE = "api://okta-password-gateway"
+DEFAULT_HOOK_SCOPE = "okta.hooks.password"
+DEFAULT_HOOK_CLIENT_ID = "0oaemulatorhook00001"
+DEFAULT_HOOK_CLIENT_SECRET = "emulator-hook-client-secret-0000000000000"  # noqa: S105 - emulator-only
 MANAGEMENT_SCOPES = (
     "okta.users.read",
     "okta.users.manage",
@@ -99,6 +122,55 @@ class SeedOAuthClient(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: list(MANAGEMENT_SCOPES))
 
 
+class SeedAuthServerClient(BaseModel):
+    """An API Services app that gets tokens from a custom authorization server with its secret."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: str = Field(min_length=1, pattern=r"^\S+$")
+    client_secret: SecretStr = Field(min_length=1)
+
+
+class SeedAuthorizationServer(BaseModel):
+    """A custom authorization server (``/oauth2/{id}``): its audience, scopes and clients."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^(default|aus[A-Za-z0-9]{17})$")
+    audience: str = Field(min_length=1)
+    scopes: list[str] = Field(min_length=1)
+    clients: list[SeedAuthServerClient] = Field(default_factory=list)
+
+    @field_validator("scopes")
+    @classmethod
+    def _check_scopes(cls, value: list[str]) -> list[str]:
+        """Scope names are requested space-separated: none may be empty or hold white space."""
+        if any(not scope or any(ch.isspace() for ch in scope) for scope in value):
+            raise ValueError("scope names must be non-empty and without white space")
+        return value
+
+    @field_validator("clients")
+    @classmethod
+    def _unique_clients(cls, value: list[SeedAuthServerClient]) -> list[SeedAuthServerClient]:
+        """One entry per client id."""
+        ids = [client.client_id for client in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("client ids must be unique")
+        return value
+
+
+DEFAULT_HOOK_AUTH_SERVER = SeedAuthorizationServer(
+    id=DEFAULT_HOOK_AUTH_SERVER_ID,
+    audience=DEFAULT_HOOK_AUDIENCE,
+    scopes=[DEFAULT_HOOK_SCOPE],
+    clients=[
+        SeedAuthServerClient(
+            client_id=DEFAULT_HOOK_CLIENT_ID, client_secret=SecretStr(DEFAULT_HOOK_CLIENT_SECRET)
+        )
+    ],
+)
+
+
 class OktaOrg(BaseModel):
     """Everything the emulated org starts with."""
 
@@ -106,11 +178,21 @@ class OktaOrg(BaseModel):
 
     api_tokens: list[str] = Field(default_factory=lambda: [DEFAULT_API_TOKEN], repr=False)
     oauth_clients: list[SeedOAuthClient] = Field(default_factory=list)
+    authorization_servers: list[SeedAuthorizationServer] = Field(default_factory=list)
     custom_attributes: list[str] = Field(default_factory=list)
     rate_limits: dict[str, int | None] = Field(default_factory=dict)
     concurrency_limit: int | None = Field(default=75, ge=1)
     groups: list[SeedGroup] = Field(default_factory=list)
     users: list[SeedUser] = Field(default_factory=list)
+
+    @field_validator("authorization_servers")
+    @classmethod
+    def _unique_servers(cls, value: list[SeedAuthorizationServer]) -> list[SeedAuthorizationServer]:
+        """One entry per authorization server id."""
+        ids = [server.id for server in value]
+        if len(set(ids)) != len(ids):
+            raise ValueError("authorization server ids must be unique")
+        return value
 
     @classmethod
     def with_staged_users(

@@ -7,9 +7,22 @@ the org's ACTIVE password import inline hook the way Okta does (reference/okta-h
 HTTPS-shaped POST of the §1.3 payload with ``{login}`` as the typed username, the hook's auth and
 custom headers, a 3 s timeout, one retry after a timeout or 5xx (never after 2xx/4xx), redirects
 not followed; 200 with ``VERIFIED`` imports the password, anything else leaves the user on IMPORT.
-OAuth-authenticated hook channels are not emulated. With a password and a user imported with
-``credentials.password.hash``, the password is checked against that hash (``hashes``), as Okta
-does without any hook. The password is never stored or logged.
+With a password and a user imported with ``credentials.password.hash``, the password is checked
+against that hash (``hashes``), as Okta does without any hook. The password is never stored or
+logged.
+
+An OAuth 2.0 hook channel (§1.8 b) with ``authType: client_secret_post`` first gets an access
+token: a form POST to the channel's ``tokenUrl`` (``grant_type=client_credentials``, ``scope``,
+``client_id``, ``client_secret`` in the body; no redirects; the hook timeout and no retry, the
+emulator's choice: Okta documents neither), then calls the hook with ``Authorization: Bearer
+<token>`` besides the custom headers. The token is kept per hook (``OktaEmulator.hook_tokens``)
+and reused until 60 s before its ``expires_in`` runs out, as Okta caches it; a change of the
+channel's ``tokenUrl``, client, secret or scope, a key rotation and a full reset forget it. Every
+fetch counts ``events["hook_token_requests"]``. A fetch that fails (not 200, not JSON, no
+``access_token``, timeout or connection error) means the hook is not called: ``HOOK_ERROR``
+``hook_token_failed``, logged like the other hook errors. ``private_key_jwt`` channels answer
+``HOOK_ERROR`` ``private_key_jwt_not_emulated`` without calling anything: hook keys
+(``/api/v1/hook-keys``) and the client assertion signed with them are not emulated.
 
 Every time the hook fires, a ``user.import.password`` event is published (OpenAPI: "created every
 time a password import inline hook is fired"): outcome SUCCESS when it verified, FAILURE when it
@@ -25,6 +38,7 @@ password of any kind).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from typing import Any, Final
@@ -35,12 +49,13 @@ from aiohttp import web
 from gateway.emulators.okta.hashes import hash_matches
 from gateway.emulators.okta.inline_hooks import PASSWORD_IMPORT
 from gateway.emulators.okta.models import Credential, Status, iso, new_id
-from gateway.emulators.okta.state import EMULATOR_KEY, OktaEmulator
+from gateway.emulators.okta.state import EMULATOR_KEY, HookToken, OktaEmulator
 from gateway.emulators.okta.wire import base_url
 
 __all__ = ["handle_sign_in"]
 
 SIGN_IN_URL: Final = "/idp/idx/challenge/answer"  # the Identity Engine endpoint that triggers it
+TOKEN_REUSE_MARGIN: Final = 60.0  # seconds before expiry when Okta fetches a new hook token
 
 
 def _payload(emulator: OktaEmulator, hook_id: str, base: str, username: str, password: str) -> Any:
@@ -68,8 +83,61 @@ def _payload(emulator: OktaEmulator, hook_id: str, base: str, username: str, pas
     }
 
 
+def _channel_digest(config: dict[str, Any]) -> str:
+    """What a cached hook token was fetched with (a digest: the secret is not copied)."""
+    fields = [config.get(name) for name in ("tokenUrl", "clientId", "clientSecret", "scope")]
+    return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
+
+
+async def _hook_token(
+    emulator: OktaEmulator, session: aiohttp.ClientSession, hook: dict[str, Any]
+) -> str | None:
+    """The OAuth channel's access token: cached, or fetched from ``tokenUrl``; None on failure."""
+    config = hook["channel"]["config"]
+    digest = _channel_digest(config)
+    now = emulator.clock()
+    cached = emulator.hook_tokens.get(hook["id"])
+    if cached is not None and cached.channel == digest and now < cached.reuse_until:
+        return cached.access_token
+    emulator.hook_tokens.pop(hook["id"], None)
+    emulator.events["hook_token_requests"] += 1
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": config["clientId"],
+        "client_secret": config["clientSecret"],
+    }
+    if config.get("scope"):
+        form["scope"] = config["scope"]
+    try:
+        async with asyncio.timeout(emulator.hook_timeout):
+            async with session.post(
+                config["tokenUrl"],
+                data=form,
+                headers={"Accept": "application/json"},
+                allow_redirects=False,
+            ) as resp:
+                if resp.status != 200:
+                    return None
+                answer = await resp.json(content_type=None)
+    except (TimeoutError, aiohttp.ClientError, ValueError):  # InvalidURL is a ValueError too
+        return None
+    token = answer.get("access_token") if isinstance(answer, dict) else None
+    if not isinstance(token, str) or not token:
+        return None
+    lifetime = answer.get("expires_in")
+    if isinstance(lifetime, int | float) and not isinstance(lifetime, bool):
+        emulator.hook_tokens[hook["id"]] = HookToken(
+            token, emulator.clock() + lifetime - TOKEN_REUSE_MARGIN, digest
+        )
+    return token
+
+
 async def _call_hook_once(
-    session: aiohttp.ClientSession, config: dict[str, Any], body: bytes, seconds: float
+    session: aiohttp.ClientSession,
+    config: dict[str, Any],
+    body: bytes,
+    seconds: float,
+    bearer: str | None = None,
 ) -> tuple[str, str] | None:
     """One hook call: (result, reason), or None after a timeout or 5xx (Okta retries those)."""
     headers = {"Accept": "application/json", "Content-Type": "application/json"}
@@ -78,6 +146,8 @@ async def _call_hook_once(
     scheme = config.get("authScheme")
     if scheme:
         headers[scheme["key"]] = scheme["value"]
+    if bearer is not None:
+        headers["Authorization"] = f"Bearer {bearer}"
     try:
         async with asyncio.timeout(seconds):
             async with session.post(
@@ -118,14 +188,18 @@ async def _through_hook(
     )
     if hook is None:
         return "HOOK_ERROR", "no_active_password_import_hook", None
-    if hook["channel"]["type"] != "HTTP":
-        return "HOOK_ERROR", "oauth_hook_channel_not_emulated", None
+    oauth = hook["channel"]["type"] == "OAUTH"
+    if oauth and hook["channel"]["config"].get("authType") != "client_secret_post":
+        return "HOOK_ERROR", "private_key_jwt_not_emulated", None
     body = json.dumps(_payload(emulator, hook["id"], base, username, password)).encode()
     async with aiohttp.ClientSession() as session:
+        bearer = await _hook_token(emulator, session, hook) if oauth else None
+        if oauth and bearer is None:
+            return "HOOK_ERROR", "hook_token_failed", hook
         for _ in range(2):  # the call and at most one retry
             emulator.events["inline_hook_calls"] += 1
             outcome = await _call_hook_once(
-                session, hook["channel"]["config"], body, emulator.hook_timeout
+                session, hook["channel"]["config"], body, emulator.hook_timeout, bearer
             )
             if outcome is not None:
                 return outcome[0], outcome[1], hook

@@ -26,8 +26,8 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
-from typing import Any, Final, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from aiohttp import web
 
@@ -52,7 +52,10 @@ from gateway.emulators.okta.system_log import (
     user_target,
 )
 
-__all__ = ["EMULATOR_KEY", "AccessToken", "OktaEmulator"]
+if TYPE_CHECKING:
+    from gateway.emulators.okta.auth_servers import AuthorizationServer
+
+__all__ = ["EMULATOR_KEY", "AccessToken", "HookToken", "OktaEmulator"]
 
 MAX_GROUP_IDS: Final = 20  # groupIds at creation (OpenAPI createUser, E0000093 past it)
 MAX_RECORDED_UPDATES: Final = 10_000
@@ -81,6 +84,15 @@ class AccessToken:
     client_id: str
     scopes: frozenset[str]
     expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class HookToken:
+    """An access token Okta fetched for an OAuth 2.0 inline hook channel, kept for reuse."""
+
+    access_token: str = field(repr=False)
+    reuse_until: float  # Okta fetches a new one shortly before it expires
+    channel: str  # digest of tokenUrl, clientId, clientSecret and scope: a change refetches
 
 
 class OktaEmulator:
@@ -138,6 +150,13 @@ class OktaEmulator:
         self.api_tokens = frozenset(org.api_tokens)
         self.app_users: dict[str, dict[str, str]] = {}  # app id -> {user id: app label}
         self.oauth_clients: dict[str, SeedOAuthClient] = {c.client_id: c for c in org.oauth_clients}
+        # auth_servers imports this module (EMULATOR_KEY), so it is imported here, not at the top.
+        from gateway.emulators.okta.auth_servers import AuthorizationServer
+
+        self.authorization_servers: dict[str, AuthorizationServer] = {
+            server.id: AuthorizationServer(server) for server in org.authorization_servers
+        }
+        self.hook_tokens: dict[str, HookToken] = {}  # inline hook id -> its cached access token
         self.custom_attributes = frozenset(org.custom_attributes)
         for seed_group in org.groups:
             self.add_group(seed_group.name, seed_group.description, group_id=seed_group.id)
@@ -183,6 +202,16 @@ class OktaEmulator:
         self.delivery.discard_pending()
         self.system_log.clear()
         self._load(self.org)
+
+    def rotate_authorization_server_key(self, server_id: str) -> str:
+        """A new signing key and ``kid`` for the server (the old key is dropped); the new kid.
+
+        Cached hook tokens are forgotten, so the next hook call carries a token signed with the
+        new key. KeyError for an unknown server id.
+        """
+        kid = self.authorization_servers[server_id].rotate_key()
+        self.hook_tokens.clear()
+        return kid
 
     def reseed(self, seed: int | None) -> None:
         """Restart event uuids from ``seed`` (None: random)."""

@@ -44,6 +44,33 @@ def test_org_file_seeds_staged_users_groups_and_limits(tmp_path: Path) -> None:
     assert emulator.limiter.limits["users_collection"] == 1200
 
 
+def test_org_file_seeds_authorization_servers_without_showing_secrets(tmp_path: Path) -> None:
+    path = tmp_path / "org.yaml"
+    path.write_text(
+        """
+authorization_servers:
+  - id: ausemulatorhooks0001
+    audience: api://okta-password-gateway
+    scopes: [okta.hooks.password]
+    clients: [{client_id: 0oaemulatorhook00001, client_secret: 00secret-hook-client}]
+""",
+        encoding="utf-8",
+    )
+    org = load_org(path)
+    assert "00secret-hook-client" not in repr(org)
+    emulator = OktaEmulator(org)
+    server = emulator.authorization_servers["ausemulatorhooks0001"]
+    assert server.audience == "api://okta-password-gateway"
+    assert server.client_matches("0oaemulatorhook00001", "00secret-hook-client") is True
+    assert server.client_matches("0oaemulatorhook00001", "wrong") is False
+    assert server.client_matches("0oaother", "00secret-hook-client") is None
+    assert "00secret-hook-client" not in repr(server)
+    kid = server.key.kid
+    emulator.reset_all()
+    assert emulator.authorization_servers["ausemulatorhooks0001"].key.kid != kid
+    assert OktaEmulator(OktaOrg()).authorization_servers == {}
+
+
 def test_generated_staged_users() -> None:
     emulator = OktaEmulator(OktaOrg.with_staged_users(1000))
     assert len(emulator.users) == 1000
@@ -61,6 +88,27 @@ def test_generated_staged_users() -> None:
             "users: [{profile: {login: a@b.co, email: a@b.co, firstName: A, lastName: B},"
             " groups: [nope]}]",
             "nope",
+        ),
+        (
+            "authorization_servers: [{id: aus1, audience: api://x, scopes: [s],"
+            " clients: [{client_id: c, client_secret: 00secret-token}]}]",
+            "authorization_servers.0.id",
+        ),
+        (
+            "authorization_servers: [{id: default, audience: api://x, scopes: [a b],"
+            " clients: [{client_id: c, client_secret: 00secret-token}]}]",
+            "white space",
+        ),
+        (
+            "authorization_servers: [{id: default, audience: api://x, scopes: [s],"
+            " clients: [{client_id: c, client_secret: 00secret-token},"
+            " {client_id: c, client_secret: 00secret-token}]}]",
+            "client ids must be unique",
+        ),
+        (
+            "authorization_servers: [{id: default, audience: a, scopes: [s]},"
+            " {id: default, audience: b, scopes: [s]}]",
+            "server ids must be unique",
         ),
     ],
 )
