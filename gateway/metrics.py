@@ -27,7 +27,7 @@ OKTA_EVENT_TYPES = (
     "user.import.password", "user.lifecycle.activate", "user.lifecycle.create",
     "application.user_membership.add", "other",
 )  # fmt: skip
-OKTA_EVENT_OUTCOMES = ("recorded", "duplicate", "ignored", "failed")
+OKTA_EVENT_OUTCOMES = ("recorded", "duplicate", "ignored", "import_failed", "failed")
 # Fine below 100 ms (cache hits, fast directories), coarse up to the 3 s Okta limit.
 LATENCY_BUCKETS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
@@ -176,8 +176,8 @@ class GatewayMetrics:
         self.okta_events = Counter(
             "gateway_okta_events_total",
             "Okta event hook events by type and outcome: recorded (new, acted on), duplicate "
-            "(uuid seen before), ignored (new, nothing to do), failed (new, unusable or an "
-            "import FAILURE).",
+            "(uuid seen before), ignored (new, nothing to do), import_failed (Okta reported a "
+            "password import FAILURE), failed (new, unusable).",
             ["type", "outcome"],
             registry=r,
         )

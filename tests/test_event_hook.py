@@ -139,7 +139,8 @@ async def test_a_redelivered_event_changes_nothing(
 async def test_an_import_failure_is_recorded_and_counted(client: Client) -> None:
     body = envelope([event(IMPORT, okta_id(1), "u1@contoso.com", result="FAILURE")])
     assert (await _post(client, body)).status == 200
-    assert _count(client, IMPORT, "failed") == 1
+    assert _count(client, IMPORT, "import_failed") == 1
+    assert _count(client, IMPORT, "failed") == 0  # not confused with an event it cannot use
     assert _count(client, IMPORT, "recorded") == 0
 
 
@@ -209,7 +210,7 @@ async def test_known_series_are_exported_at_zero(client: Client) -> None:
     types = (IMPORT, "user.lifecycle.activate", "user.lifecycle.create",
              "application.user_membership.add", "other")  # fmt: skip
     for event_type in types:
-        for outcome in ("recorded", "duplicate", "ignored", "failed"):
+        for outcome in ("recorded", "duplicate", "ignored", "import_failed", "failed"):
             line = f'gateway_okta_events_total{{outcome="{outcome}",type="{event_type}"}} 0.0'
             assert line in text
 

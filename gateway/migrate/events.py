@@ -8,8 +8,8 @@ deliveries of one event, across replicas, exactly one is new), then acts on the 
 - `user.import.password` SUCCESS marks the user migrated at the event's `published` time, found
   by the User target's id; a user the ledger has no row for (hooked by something else) is
   recorded under the source of its recorded VERIFIED decision, else under the route's first
-  source for the target's login. FAILURE is counted (Okta retries the import at the next
-  sign-in). These writes happen before the answer, so a 200 means "recorded and applied".
+  source for the target's login. FAILURE is counted as `import_failed` (Okta retries the import
+  at the next sign-in). These writes happen before the answer, so a 200 means "recorded and applied".
 - `user.lifecycle.activate` with `migration.sync_on_activate`, and the `migration.prepare_on`
   events (`application.user_membership.add` only for `migration.prepare_app_id`) queue an
   attribute sync or a prepare (hook + activate without email) for the User target; `ActionQueue`
@@ -60,7 +60,9 @@ _MAX_OUTCOME: Final = 32
 _MAX_ID: Final = 64
 _MAX_LOGIN: Final = 1024
 
-Outcome = Literal["recorded", "duplicate", "ignored", "failed"]
+# `import_failed`: Okta reported a password import FAILURE (recorded; Okta retries at the next
+# sign-in); `failed`: an event the gateway could not use or act on.
+Outcome = Literal["recorded", "duplicate", "ignored", "import_failed", "failed"]
 
 
 class BadEnvelope(ValueError):
@@ -442,8 +444,10 @@ class EventProcessor:
     def _act(self, event: HookEvent, context: _Context) -> Outcome:
         migration = context.snapshot.config.migration
         if event.type == IMPORT_PASSWORD_EVENT:
+            if event.user_id is None:
+                return "failed"  # no User target: nobody to mark
             if not _import_success(event):
-                return "failed"  # a FAILURE: Okta imports again at the next successful sign-in
+                return "import_failed"  # Okta imports again at the next successful sign-in
             return context.migrated(event)
         if event.type == ACTIVATE_EVENT and migration.sync_on_activate:
             return self._queue(event, "sync")

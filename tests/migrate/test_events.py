@@ -150,7 +150,7 @@ async def test_import_failure_is_counted_and_marks_nobody(ledger: Ledger) -> Non
         _delivery(event(IMPORT, okta_id(1), "a@contoso.com", result="FAILURE")),
         _snapshot(_config()),
     )
-    assert outcome.counts == {(IMPORT, "failed"): 1}
+    assert outcome.counts == {(IMPORT, "import_failed"): 1}
     user = await ledger.get_user("entra", "a@contoso.com")
     assert user is not None and user.state is UserState.ACTIVATED
     assert await ledger.event_counts() == {(IMPORT, "FAILURE"): 1}
