@@ -15,7 +15,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from gateway.emulators.okta import errors
-from gateway.emulators.okta.channels import hook_links, public_channel, stored_channel_config
+from gateway.emulators.okta.channels import (
+    hook_links,
+    public_channel,
+    stored_channel_config,
+    validate_uri,
+)
 from gateway.emulators.okta.models import iso, new_id
 from gateway.emulators.okta.oauth import requires
 from gateway.emulators.okta.state import EMULATOR_KEY, OktaEmulator
@@ -79,9 +84,19 @@ def _channel(raw: Any, previous: dict[str, Any] | None) -> dict[str, Any]:
                 value = old_config.get("clientSecret")  # write-only: keep it when not resent
             if value is None and name in needed:
                 raise errors.validation_failed(name, f"{name}: The field cannot be left blank")
+            if name == "tokenUrl":
+                _token_url(value)
             if name in needed or name == "scope":
                 config[name] = value
     return {"type": kind, "version": "1.0.0", "config": config}
+
+
+def _token_url(value: Any) -> None:
+    """``tokenUrl``: a URL Okta can post to, with the same rules as a hook ``uri``."""
+    try:
+        validate_uri(value)
+    except errors.OktaApiError:
+        raise errors.validation_failed("tokenUrl", "tokenUrl: The URI is not valid") from None
 
 
 def hook_json(hook: dict[str, Any], base: str) -> dict[str, Any]:

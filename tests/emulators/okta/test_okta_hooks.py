@@ -167,6 +167,27 @@ async def test_oauth_inline_hook_keeps_client_secret_write_only(api: OktaApi) ->
     assert "hook-client-secret" not in str(answer.body)
 
 
+@pytest.mark.parametrize(
+    "token_url", ["http://example.okta.com/oauth2/default/v1/token", "not a url", 42]
+)
+async def test_oauth_inline_hook_needs_an_https_token_url(api: OktaApi, token_url: object) -> None:
+    channel = {
+        "type": "OAUTH",
+        "version": "1.0.0",
+        "config": {
+            "authType": "client_secret_post",
+            "clientId": "0oahookclient",
+            "clientSecret": "hook-client-secret",
+            "uri": "https://gw.example.com/okta/password-import",
+            "tokenUrl": token_url,
+        },
+    }
+    body = {"name": "OAuth hook", "type": PASSWORD_IMPORT, "version": "1.0.0", "channel": channel}
+    answer = await api.call("POST", "/api/v1/inlineHooks", json=body)
+    assert_okta_error(answer, 400, "E0000001")
+    assert "tokenUrl" in str(answer.body)
+
+
 @pytest.fixture
 async def receiver() -> AsyncIterator[tuple[str, list[dict[str, str]], Callable[[str], None]]]:
     """A tiny event hook endpoint; ``set_mode`` picks how it answers the challenge."""
