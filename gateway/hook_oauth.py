@@ -58,7 +58,8 @@ AUTH_ERRORS: Final = (
     "wrong_audience",
     "missing_scope",
     "client_not_allowed",
-    "unknown_kid",  # no key with that id (also: no keys loaded yet, see the warning log)
+    "unknown_kid",  # no key with that id in the loaded key set
+    "keys_unavailable",  # no key set loaded yet: cold start, or the issuer down since start-up
     "bad_algorithm",  # anything but RS256: `none`, HS256 keyed with the public key, ...
 )
 AuthMode = Literal["header", "oauth2", "either"]
@@ -399,7 +400,8 @@ class TokenValidator:
             return "unknown_kid"
         key = await self.keys.key_for(kid, wait_seconds)
         if key is None:
-            return "unknown_kid"
+            # Told apart for the SRE: an issuer the gateway never reached is not random kids.
+            return "unknown_kid" if self.keys.loaded else "keys_unavailable"
         return self.check_claims(token, key)
 
     def check_claims(self, token: str, key: RSAPublicKey) -> str | None:

@@ -55,7 +55,7 @@ class GatewayMetrics:
         self.hook_auth_failures = Counter(
             "gateway_hook_auth_failures_total",
             "Hook requests refused with 401, by machine reason (missing, bad_secret, expired, "
-            "unknown_kid, ...).",
+            "unknown_kid, keys_unavailable, ...).",
             ["reason"],
             registry=r,
         )
