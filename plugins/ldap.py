@@ -75,6 +75,10 @@ MISCONFIGURATION_REASONS = frozenset(
 )
 # The directory is in trouble for everyone (feeds the circuit breaker).
 LDAP_OUTAGE_REASONS = OUTAGE_REASONS | frozenset({"ldap_busy"})
+# The start-up probe of the directory retries after 0.5 s, doubling up to this.
+PROBE_RETRY_MAX_SECONDS = 30.0
+# How long `start` waits for the probe's first attempt (a healthy directory takes milliseconds).
+PROBE_START_WAIT_SECONDS = 1.0
 # Connections idle longer than this are closed rather than reused: AD drops idle connections
 # after MaxConnIdleTime (15 min by default), and a dead pooled connection costs a retry.
 MAX_IDLE_SECONDS = 60.0
@@ -336,20 +340,76 @@ class LdapSource(Source):
         self._executor: ThreadPoolExecutor | None = None
         self._binders = _Pool(self._open_connection)
         self._searchers = _Pool(self._open_service_connection)
+        self._reached = False
+        self._last_error: str | None = "not_started"
+        self._probe: asyncio.Task[None] | None = None
 
     @property
     def ready(self) -> bool:
-        """True once the worker threads exist (connections open on demand)."""
-        return self._executor is not None
+        """True once the directory answered: a connection opened (in search mode, bound)."""
+        return self._executor is not None and self._reached
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the directory has not answered yet, as a reason code (`network`, `tls_error`, ...)."""
+        return None if self.ready else self._last_error
 
     async def start(self) -> None:
-        """Start the worker threads; connections are opened on first use, never at start-up."""
+        """Start the worker threads, and probe the directory in the background until it answers.
+
+        Like every source, it answers `not_ready` until then: start-up waits up to
+        `PROBE_START_WAIT_SECONDS` for the first attempt, so a healthy directory is ready before
+        the first sign-in, and one that is down or hung delays nothing longer.
+        """
         self._executor = ThreadPoolExecutor(
             max_workers=self.settings.pool_size, thread_name_prefix=f"ldap-{self.name}"
         )
+        attempted = asyncio.Event()
+        self._probe = asyncio.get_running_loop().create_task(self._probe_until_reached(attempted))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(attempted.wait(), PROBE_START_WAIT_SECONDS)
+
+    async def _probe_until_reached(self, attempted: asyncio.Event) -> None:
+        delay = 0.5
+        while (executor := self._executor) is not None:
+            try:
+                problem = await asyncio.get_running_loop().run_in_executor(
+                    executor, self._probe_blocking
+                )
+            except RuntimeError:  # the executor was shut down (close)
+                return
+            except Exception:  # noqa: BLE001 - a surprise is "not reached yet", never a dead probe
+                problem = "other"
+            attempted.set()
+            if problem is None:
+                self._reached = True
+                logger.info("source ready", extra={"source": self.name})
+                return
+            self._last_error = problem
+            logger.warning(
+                "source not ready, will retry", extra={"source": self.name, "reason": problem}
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, PROBE_RETRY_MAX_SECONDS)
+
+    def _probe_blocking(self) -> str | None:
+        """Open one connection as a sign-in would (search mode: bound as the service account).
+
+        It then goes to the pool, where the first sign-in finds it open.
+        """
+        pool = self._searchers if isinstance(self.settings.bind, SearchBind) else self._binders
+        try:
+            conn, _ = pool.take()
+        except _Failure as failure:
+            return failure.reason
+        pool.give(conn)
+        return None
 
     async def close(self) -> None:
         """Close pooled connections and stop the worker threads."""
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
         executor, self._executor = self._executor, None
         self._binders.close()
         self._searchers.close()

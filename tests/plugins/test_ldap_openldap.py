@@ -303,6 +303,64 @@ async def test_server_stopped_answers_200_unverified_through_the_app(
     assert (status, credential(body)) == (200, "VERIFIED")
 
 
+async def _wait_ready(src: LdapSource, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not src.ready and time.monotonic() < deadline:  # noqa: ASYNC110 - a property, no event
+        await asyncio.sleep(0.05)
+    return src.ready
+
+
+async def test_ready_once_the_directory_answered_and_the_probe_connection_is_reused(
+    slapd: Slapd,
+) -> None:
+    src = LdapSource(ldap_config(slapd))
+    assert (src.ready, src.last_error) == (False, "not_started")
+    await src.start()
+    try:
+        assert await _wait_ready(src)
+        assert src.last_error is None
+        assert len(src._searchers._idle) == 1  # the probe's bound connection, kept for a sign-in
+        assert (await src.verify("jdoe", PASSWORDS["jdoe"])).verified
+        assert len(src._searchers._idle) == 1  # and the sign-in's search used it
+    finally:
+        await src.close()
+
+
+async def test_not_ready_while_the_directory_is_down_then_ready_when_it_answers(
+    own_slapd: Slapd, aiohttp_client: Any
+) -> None:
+    own_slapd.stop()
+    client = await aiohttp_client(create_app(parse_config(gateway_config(own_slapd), env={})))
+    for _ in range(100):
+        response = await client.get("/readyz")
+        body = await response.json()
+        if body["sources"]["corp"].get("last_error") != "not_started":
+            break
+        await asyncio.sleep(0.05)
+    assert response.status == 503
+    assert body["sources"]["corp"] == {"ready": False, "circuit": "closed", "last_error": "network"}
+    own_slapd.start()
+    deadline = time.monotonic() + 10
+    while (response := await client.get("/readyz")).status != 200:
+        assert time.monotonic() < deadline, await response.text()
+        await asyncio.sleep(0.1)
+    assert (await response.json())["sources"]["corp"] == {"ready": True, "circuit": "closed"}
+
+
+async def test_a_wrong_service_password_keeps_the_source_unready_and_says_why(
+    slapd: Slapd,
+) -> None:
+    bind = dict(source_dict(slapd)["bind"], service_password="Not-The-Service-Password")
+    src = await started(ldap_config(slapd, bind=bind))
+    try:
+        deadline = time.monotonic() + 5
+        while src.last_error == "not_started" and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        assert (src.ready, src.last_error) == (False, "service_bind_failed")
+    finally:
+        await src.close()
+
+
 async def test_frozen_server_times_out_as_unavailable(own_slapd: Slapd) -> None:
     src = await started(ldap_config(own_slapd, timeouts={"connect_seconds": 0.5,
                                                          "operation_seconds": 0.5}))  # fmt: skip
