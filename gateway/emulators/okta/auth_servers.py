@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.emulators.okta import errors
 from gateway.emulators.okta.directory import SeedAuthorizationServer
-from gateway.emulators.okta.oauth import _oauth_error
+from gateway.emulators.okta.oauth import oauth_error
 from gateway.emulators.okta.state import EMULATOR_KEY
 from gateway.emulators.okta.wire import base_url
 
@@ -237,17 +237,17 @@ async def handle_token(request: web.Request) -> web.Response:
         return err.response()
     emulator = request.app[EMULATOR_KEY]
     if request.content_type != FORM_TYPE:
-        return _oauth_error(
+        return oauth_error(
             400, "invalid_request", f"The request body must be {FORM_TYPE} parameters."
         )
     form = await request.post()
     grant_type = form.get("grant_type")
     if not grant_type:
-        return _oauth_error(
+        return oauth_error(
             400, "invalid_request", "The request is missing a required parameter: grant_type."
         )
     if grant_type != "client_credentials":
-        return _oauth_error(
+        return oauth_error(
             400,
             "unsupported_grant_type",
             "The authorization server does not support the requested grant type.",
@@ -256,7 +256,7 @@ async def handle_token(request: web.Request) -> web.Response:
     basic = header.lower().startswith("basic ")
     posted_id, posted_secret = form.get("client_id"), form.get("client_secret")
     if basic and posted_secret is not None:
-        return _oauth_error(
+        return oauth_error(
             400,
             "invalid_request",
             "Cannot supply multiple client credentials. Use one of the following: credentials "
@@ -274,7 +274,7 @@ async def handle_token(request: web.Request) -> web.Response:
     if credentials is None or not matched:
         emulator.events["auth_server_tokens_refused"] += 1
         why = _BAD_SECRET if matched is False else _BAD_CLIENT
-        refused = _oauth_error(401, "invalid_client", why)
+        refused = oauth_error(401, "invalid_client", why)
         if basic:
             refused.headers["WWW-Authenticate"] = _BASIC_CHALLENGE
         return refused
@@ -282,10 +282,10 @@ async def handle_token(request: web.Request) -> web.Response:
     requested = list(dict.fromkeys(str(form.get("scope") or "").split()))
     if not requested:
         emulator.events["auth_server_tokens_refused"] += 1
-        return _oauth_error(400, "invalid_scope", _NO_SCOPE)
+        return oauth_error(400, "invalid_scope", _NO_SCOPE)
     if any(scope not in server.scopes for scope in requested):
         emulator.events["auth_server_tokens_refused"] += 1
-        return _oauth_error(400, "invalid_scope", _UNKNOWN_SCOPE)
+        return oauth_error(400, "invalid_scope", _UNKNOWN_SCOPE)
     token = server.mint(base_url(request), client_id, requested, emulator.clock())
     emulator.events["auth_server_tokens_issued"] += 1
     return web.json_response(

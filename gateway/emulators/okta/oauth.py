@@ -26,7 +26,7 @@ from aiohttp import web
 from gateway.emulators.okta import errors
 from gateway.emulators.okta.state import EMULATOR_KEY, AccessToken, OktaEmulator
 
-__all__ = ["SCOPES_KEY", "authenticate", "handle_token", "requires"]
+__all__ = ["SCOPES_KEY", "authenticate", "handle_token", "oauth_error", "requires"]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME: Final = 3600
@@ -41,7 +41,7 @@ SCOPES_KEY: Final = web.RequestKey("okta_scopes", frozenset[str])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def _oauth_error(status: int, error: str, description: str) -> web.Response:
+def oauth_error(status: int, error: str, description: str) -> web.Response:
     """An OAuth 2.0 error response (RFC 6749 §5.2), as Okta's authorization servers send it."""
     return web.json_response(
         {"error": error, "error_description": description},
@@ -123,7 +123,7 @@ async def handle_token(request: web.Request) -> web.Response:
     form = await request.post()
     grant_type = form.get("grant_type")
     if grant_type != "client_credentials":
-        return _oauth_error(
+        return oauth_error(
             400,
             "unsupported_grant_type",
             "The authorization server does not support the requested grant type.",
@@ -131,18 +131,18 @@ async def handle_token(request: web.Request) -> web.Response:
     if form.get("client_assertion_type") != ASSERTION_TYPE or not isinstance(
         form.get("client_assertion"), str
     ):
-        return _oauth_error(
+        return oauth_error(
             401, "invalid_client", "Client authentication failed: a client_assertion is required."
         )
     client_id, why = _verify_assertion(emulator, request, str(form["client_assertion"]))
     if client_id is None:
         emulator.events["token_requests_refused"] += 1
-        return _oauth_error(401, "invalid_client", why)
+        return oauth_error(401, "invalid_client", why)
     if "client_id" in form and form["client_id"] != client_id:
-        return _oauth_error(401, "invalid_client", "The client_id does not match the assertion.")
+        return oauth_error(401, "invalid_client", "The client_id does not match the assertion.")
     requested = str(form.get("scope") or "").split()
     if not requested:
-        return _oauth_error(
+        return oauth_error(
             400,
             "invalid_scope",
             "The authorization server resource does not have any configured default scopes, "
@@ -151,7 +151,7 @@ async def handle_token(request: web.Request) -> web.Response:
     allowed = set(emulator.oauth_clients[client_id].scopes)
     refused = [scope for scope in requested if scope not in allowed]
     if refused:
-        return _oauth_error(
+        return oauth_error(
             400, "invalid_scope", f"The following scopes are not allowed: {' '.join(refused)}"
         )
     token = secrets.token_urlsafe(32)
