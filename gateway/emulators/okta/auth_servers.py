@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from gateway.emulators.okta import errors
 from gateway.emulators.okta.directory import SeedAuthorizationServer
-from gateway.emulators.okta.oauth import oauth_error
+from gateway.emulators.okta.oauth import TOKEN_LIFETIME, oauth_error, token_response
 from gateway.emulators.okta.state import EMULATOR_KEY
 from gateway.emulators.okta.wire import base_url
 
@@ -60,7 +60,6 @@ __all__ = [
     "handle_token",
 ]
 
-TOKEN_LIFETIME: Final = 3600
 FORM_TYPE: Final = "application/x-www-form-urlencoded"
 CLAIMS: Final = ("ver", "jti", "iss", "aud", "iat", "exp", "cid", "scp", "sub")
 _AUTH_METHODS: Final = ("client_secret_basic", "client_secret_post")
@@ -288,12 +287,4 @@ async def handle_token(request: web.Request) -> web.Response:
         return oauth_error(400, "invalid_scope", _UNKNOWN_SCOPE)
     token = server.mint(base_url(request), client_id, requested, emulator.clock())
     emulator.events["auth_server_tokens_issued"] += 1
-    return web.json_response(
-        {
-            "token_type": "Bearer",
-            "expires_in": TOKEN_LIFETIME,
-            "access_token": token,
-            "scope": " ".join(requested),
-        },
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
+    return token_response(token, requested)

@@ -26,7 +26,14 @@ from aiohttp import web
 from gateway.emulators.okta import errors
 from gateway.emulators.okta.state import EMULATOR_KEY, AccessToken, OktaEmulator
 
-__all__ = ["SCOPES_KEY", "authenticate", "handle_token", "oauth_error", "requires"]
+__all__ = [
+    "SCOPES_KEY",
+    "authenticate",
+    "handle_token",
+    "oauth_error",
+    "requires",
+    "token_response",
+]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 TOKEN_LIFETIME: Final = 3600
@@ -46,6 +53,19 @@ def oauth_error(status: int, error: str, description: str) -> web.Response:
     return web.json_response(
         {"error": error, "error_description": description},
         status=status,
+        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
+
+
+def token_response(token: str, scopes: list[str]) -> web.Response:
+    """A successful token response (RFC 6749 §5.1) of a one-hour bearer token."""
+    return web.json_response(
+        {
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME,
+            "access_token": token,
+            "scope": " ".join(scopes),
+        },
         headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
     )
 
@@ -159,15 +179,7 @@ async def handle_token(request: web.Request) -> web.Response:
         client_id, frozenset(requested), emulator.clock() + TOKEN_LIFETIME
     )
     emulator.events["access_tokens_issued"] += 1
-    return web.json_response(
-        {
-            "token_type": "Bearer",
-            "expires_in": TOKEN_LIFETIME,
-            "access_token": token,
-            "scope": " ".join(requested),
-        },
-        headers={"Cache-Control": "no-store", "Pragma": "no-cache"},
-    )
+    return token_response(token, requested)
 
 
 def authenticate(emulator: OktaEmulator, request: web.Request) -> None:
