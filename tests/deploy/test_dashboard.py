@@ -52,6 +52,7 @@ REQUIRED_ALERTS = {
     "ConfigReloadFailed",
     "RedisDown",
     "MigrationStalled",
+    "EventLoopLagHigh",
 }
 
 
