@@ -21,7 +21,7 @@ RATE_LIMITS = ("username", "ip", "source", "cooldown", "circuit", "busy")
 STATE_STORES = ("protection", "cache")
 CACHES = ("verdict", "token", "username")
 # `gateway_migration_users{state}`, as gateway/migrate/report.py defines them.
-MIGRATION_STATES = ("imported", "migrated", "verified_unconfirmed", "pending")
+MIGRATION_STATES = ("imported", "migrated", "verified_unconfirmed", "pending", "finished")
 # Okta event hook deliveries (gateway/event_hook.py): the types acted on, every other one `other`.
 OKTA_EVENT_TYPES = (
     "user.import.password", "user.lifecycle.activate", "user.lifecycle.create",
@@ -199,7 +199,7 @@ class GatewayMetrics:
         self.migration_users = Gauge(
             "gateway_migration_users",
             "Users of a source by migration state, from the ledger "
-            "(imported = migrated + verified_unconfirmed + pending).",
+            "(imported = migrated + verified_unconfirmed + pending + finished).",
             ["source", "state"],
             registry=r,
         )

@@ -33,7 +33,7 @@ GAUGE_INTERVAL = web.AppKey("migration_gauge_interval", float)
 async def refresh_gauges(
     ledger: Ledger, metrics: GatewayMetrics, source_names: Iterable[str]
 ) -> set[str]:
-    """Set every source's four gauges from the ledger; the sources set."""
+    """Set every source's gauges (one per `MIGRATION_STATES`) from the ledger; the sources set."""
     counts = await user_counts(ledger, source_names)
     for source, states in counts.items():
         for state in MIGRATION_STATES:

@@ -264,8 +264,14 @@ def source_view(
     """The display form of one source's report."""
     percent = report.percent_migrated
     if report.ready_to_retire:
+        finished = (
+            f"; {_count(report.finished)} who never signed in were finished "
+            "(gateway migrate finish)"
+            if report.finished
+            else ""
+        )
         retire_reason = (
-            "Nobody is pending."
+            f"Nobody is pending{finished}."
             if report.pending == 0
             else f"Nobody signed in for {retire_after_days} days; chase the rest "
             "(gateway migrate finish)."
@@ -292,10 +298,13 @@ def source_view(
             "hook said VERIFIED; no event yet",
         ),
         Stat("pending", "Pending", _count(report.pending), "never signed in"),
+        Stat("finished", "Finished", _count(report.finished), "acted on by migrate finish"),
+        # Before the rate and the ETA: this double-width card then never leaves a hole in the
+        # grid, whatever the number of columns (2 to 6).
+        Stat("last_verified_at", "Last verification", _moment(report.last_verified_at, now)),
         Stat("last_24h", "Last 24 h", _count(report.last_24h), "migrated"),
         Stat("daily_rate_7d", "Daily rate (7 days)", f"{report.daily_rate_7d:,.1f}", "users/day"),
         Stat("eta", "ETA", _eta(report), "at the 7-day rate"),
-        Stat("last_verified_at", "Last verification", _moment(report.last_verified_at, now)),
     )
     return SourceView(
         index=index,

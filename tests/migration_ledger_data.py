@@ -32,6 +32,13 @@ PENDING_LOGINS = [
     "plain@contoso.com",
 ]
 DENIED_LOGIN = "denied@contoso.com"  # a wrong password keeps a user pending
+# Never signed in, and `migrate finish` acted on them: finished, neither pending nor stragglers.
+FINISHED_USERS = {
+    "reset@contoso.com": "finish_reset_password",
+    "expired@contoso.com": "finish_expire_password",
+    "deactivated@contoso.com": "finish_deactivate",
+}
+FINISH_FAILED_LOGIN = "retry@contoso.com"  # `migrate finish` failed: still pending
 PENDING_IMPORTED_HOURS = 12 * 24
 
 
@@ -44,6 +51,7 @@ class Expected:
     native: int
     verified_unconfirmed: int
     pending: int
+    finished: int
     last_24h: int
     daily_rate_7d: float
     eta_days: float
@@ -81,11 +89,12 @@ async def fill_ledger(ledger: Ledger, now: datetime) -> Expected:
         )  # fmt: skip
     hooked = [f"v{n}@contoso.com" for n in range(len(VERIFIED_HOURS))]
     imported_at = now - timedelta(hours=PENDING_IMPORTED_HOURS)
-    for login in [*hooked, *PENDING_LOGINS, DENIED_LOGIN]:
+    reasons = {**FINISHED_USERS, FINISH_FAILED_LOGIN: "finish_reset_password_failed"}
+    for login in [*hooked, *PENDING_LOGINS, DENIED_LOGIN, *reasons]:
         records.append(
             UserRecord(
                 ENTRA, login, UserState.ACTIVATED, okta_id=okta_id(login),
-                imported_at=imported_at, activated_at=imported_at,
+                reason=reasons.get(login), imported_at=imported_at, activated_at=imported_at,
             )
         )  # fmt: skip
     # Neither migrated nor pending: not counted anywhere.
@@ -117,18 +126,19 @@ async def fill_ledger(ledger: Ledger, now: datetime) -> Expected:
         if at.date() >= first_day:
             daily[at.date()] += 1
     week = sum(1 for at in migrated_at if at >= now - timedelta(days=7))
-    pending = [*PENDING_LOGINS, DENIED_LOGIN]
+    pending = [*PENDING_LOGINS, DENIED_LOGIN, FINISH_FAILED_LOGIN]
     stamp = imported_at.replace(microsecond=0).isoformat().replace("+00:00", "Z")
     stragglers = [
         (("'" + login) if login[0] in "=+-@" else login, okta_id(login), ENTRA, stamp)
         for login in sorted(pending)
     ]
     return Expected(
-        imported=len(migrated_at) + len(hooked) + len(pending),
+        imported=len(migrated_at) + len(hooked) + len(pending) + len(FINISHED_USERS),
         migrated=len(migrated_at),
         native=len(NATIVE_HOURS),
         verified_unconfirmed=len(hooked),
         pending=len(pending),
+        finished=len(FINISHED_USERS),
         last_24h=sum(1 for at in migrated_at if at >= now - timedelta(hours=24)),
         daily_rate_7d=week / 7,
         eta_days=(len(hooked) + len(pending)) / (week / 7),

@@ -94,7 +94,10 @@ async def test_demo_shows_verified_and_unverified(secret_scan: SecretScan) -> No
     sign_ins = out.split("Sign-ins through the Okta emulator", 1)[1].split("Okta delivered")[0]
     results = [line.rsplit(": ", 1)[1] for line in sign_ins.strip().splitlines()[1:]]
     assert results == ["VERIFIED", "VERIFIED", "VERIFIED", "UNVERIFIED"], out
-    assert "status: sources=1 imported=16 migrated=3 verified_unconfirmed=0 pending=13" in out
+    assert (
+        "status: sources=1 imported=16 migrated=3 verified_unconfirmed=0 pending=13 finished=0"
+        in out
+    )
     assert "curl -s -X POST http://127.0.0.1:" in out
     payload = Path(out.split(" -d @", 1)[1].split()[0])
     assert not payload.parent.exists()  # removed when the demo stopped

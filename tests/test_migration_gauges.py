@@ -23,12 +23,17 @@ def _gauge(metrics: GatewayMetrics, source: str, state: str) -> float | None:
 
 
 async def _seed(url: str) -> None:
-    """entra: 2 migrated (1 native), 1 verified not confirmed, 2 pending."""
+    """entra: 2 migrated (1 native), 1 verified not confirmed, 2 pending, 1 finished."""
     ledger = await open_ledger(url)
     now = datetime.now(UTC)
     try:
-        for login in ("p1@contoso.com", "p2@contoso.com", "v@contoso.com"):
+        for login in ("p1@contoso.com", "p2@contoso.com", "v@contoso.com", "f@contoso.com"):
             await ledger.record_user("entra", login, UserState.ACTIVATED, okta_id=f"id-{login}")
+        # `migrate finish` deactivated f; its reset of p2 failed (still pending).
+        for login, reason in (("f", "finish_deactivate"), ("p2", "finish_reset_password_failed")):
+            await ledger.record_user(
+                "entra", f"{login}@contoso.com", UserState.ACTIVATED, reason=reason
+            )
         await ledger.record_decisions([Decision("entra", "v@contoso.com", "verified", now)])
         for i in range(2):
             await ledger.record_user(
@@ -47,7 +52,7 @@ async def _wait_for(check: Any) -> None:
     raise AssertionError("the gauges never showed the ledger's numbers")
 
 
-async def test_refresh_sets_the_four_states_per_source(tmp_path: Path) -> None:
+async def test_refresh_sets_the_five_states_per_source(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'l.db'}"
     await _seed(url)
     metrics = GatewayMetrics()
@@ -58,9 +63,11 @@ async def test_refresh_sets_the_four_states_per_source(tmp_path: Path) -> None:
         await ledger.close()
     assert shown == {"entra", "ldap"}
     values = {s: _gauge(metrics, "entra", s) for s in ("imported", "migrated")}
-    assert values == {"imported": 5.0, "migrated": 2.0}
+    assert values == {"imported": 6.0, "migrated": 2.0}
     assert _gauge(metrics, "entra", "verified_unconfirmed") == 1.0
     assert _gauge(metrics, "entra", "pending") == 2.0
+    assert _gauge(metrics, "entra", "finished") == 1.0
+    assert _gauge(metrics, "ldap", "finished") == 0.0
     assert _gauge(metrics, "ldap", "imported") == 0.0  # configured, nobody imported yet
 
 
@@ -83,7 +90,8 @@ async def test_serve_refreshes_the_gauges_from_the_ledger(
     await _wait_for(lambda: _gauge(metrics, "entra", "pending") == 1.0)
     assert _gauge(metrics, "entra", "migrated") == 3.0
     text = await (await client.get("/metrics")).text()
-    assert 'gateway_migration_users{source="entra",state="imported"} 5.0' in text
+    assert 'gateway_migration_users{source="entra",state="imported"} 6.0' in text
+    assert 'gateway_migration_users{source="entra",state="finished"} 1.0' in text
 
 
 async def test_without_a_ledger_there_are_no_migration_series(

@@ -188,6 +188,7 @@ def expected_values(e: Expected) -> dict[str, str]:
         "native": f"{e.native:,}",
         "verified_unconfirmed": f"{e.verified_unconfirmed:,}",
         "pending": f"{e.pending:,}",
+        "finished": f"{e.finished:,}",
         "last_24h": f"{e.last_24h:,}",
         "daily_rate_7d": f"{e.daily_rate_7d:,.1f}",
         "eta": f"{e.eta_days:,.1f} days",
@@ -221,7 +222,7 @@ async def test_the_page_shows_each_sources_numbers(
     assert page.values[NORTHWIND]["last_verified_at"] == "never"
     assert (
         shown["retire_reason"]
-        == "7 users have not signed in yet; others did within the last 14 days."
+        == "8 users have not signed in yet; others did within the last 14 days."
     )
     assert (
         page.values[HOSTILE]["retire_reason"]
@@ -246,6 +247,33 @@ async def test_a_source_where_nobody_signed_in_for_a_while_is_ready_to_retire(
     assert page.values[ENTRA]["ready_to_retire"] == "✓ Ready to retire"
     assert page.values[ENTRA]["retire_reason"] == (
         "Nobody signed in for 14 days; chase the rest (gateway migrate finish)."
+    )
+
+
+async def test_a_source_whose_stragglers_were_all_finished_is_ready_to_retire(
+    page_client: PageClient, ledger: Ledger
+) -> None:
+    # Migrating until yesterday (the 14 quiet days do not apply); the rest got `migrate finish`.
+    await ledger.record_users(
+        [
+            UserRecord(
+                ENTRA, "m@contoso.com", UserState.MIGRATED, migrated_at=NOW - timedelta(days=1)
+            ),
+            *(
+                UserRecord(ENTRA, f"f{n}@contoso.com", UserState.ACTIVATED, reason=reason)
+                for n, reason in enumerate(("finish_reset_password", "finish_deactivate"))
+            ),
+        ]
+    )
+    client = await page_client(Handle(ledger))
+    page = parse_page(await (await client.get("/migration")).text())
+    shown = page.values[ENTRA]
+    assert shown["ready_to_retire"] == "✓ Ready to retire"
+    assert (shown["imported"], shown["pending"], shown["finished"]) == ("3", "0", "2")
+    assert (shown["stragglers"], shown["eta"]) == ("0", "done")
+    assert not [href for href in page.links[ENTRA] if "stragglers" in href]
+    assert shown["retire_reason"] == (
+        "Nobody is pending; 2 who never signed in were finished (gateway migrate finish)."
     )
 
 
@@ -451,13 +479,14 @@ async def test_the_json_is_the_report(
     assert set(body["sources"]) == {ENTRA, NORTHWIND, LEGACY, HOSTILE}
     entra = body["sources"][ENTRA]
     assert set(entra) == {
-        "imported", "migrated", "native", "verified_unconfirmed", "pending", "last_24h",
-        "daily_rate_7d", "eta_days", "last_verified_at", "ready_to_retire",
+        "imported", "migrated", "native", "verified_unconfirmed", "pending", "finished",
+        "last_24h", "daily_rate_7d", "eta_days", "last_verified_at", "ready_to_retire",
     }  # fmt: skip
-    assert (entra["imported"], entra["migrated"], entra["pending"]) == (
+    assert (entra["imported"], entra["migrated"], entra["pending"], entra["finished"]) == (
         expected.imported,
         expected.migrated,
         expected.pending,
+        expected.finished,
     )
     assert entra["eta_days"] == round(expected.eta_days, 1)
     assert entra["ready_to_retire"] is False

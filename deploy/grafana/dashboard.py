@@ -323,8 +323,9 @@ def _migration_row(builder: dash.Dashboard) -> None:
     builder.with_panel(
         _stat(
             "Users still pending per source",
-            "Imported users who have never signed in (nobody verified their password yet): "
-            "`gateway migrate status --stragglers FILE.csv` lists them.",
+            "Imported users who have never signed in (nobody verified their password yet) and "
+            "that `gateway migrate finish` has not acted on: `gateway migrate status "
+            "--stragglers FILE.csv` lists them. 0 when the source can be retired.",
             "short",
         )
         .color_mode(common.BigValueColorMode.NONE)
@@ -334,7 +335,8 @@ def _migration_row(builder: dash.Dashboard) -> None:
         _timeseries(
             "Users by migration state",
             "Per source: migrated, verified_unconfirmed (the hook said VERIFIED, no Okta event "
-            "or `migrate status --refresh` has confirmed it yet) and pending. A growing "
+            "or `migrate status --refresh` has confirmed it yet), pending and finished (never "
+            "signed in; `gateway migrate finish` reset, expired or deactivated them). A growing "
             "verified_unconfirmed means Okta's events are not reaching the gateway.",
             "short",
         )

@@ -10,6 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from gateway.ledger.models import (
+    FINISH_REASONS,
     PENDING_STATES,
     Decision,
     LedgerUser,
@@ -58,6 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "FINISH_REASONS",
     "PENDING_STATES",
     "Decision",
     "DecisionRecorder",

@@ -31,6 +31,14 @@ PENDING_STATES: frozenset[UserState] = frozenset(
     {UserState.CREATED, UserState.HOOKED, UserState.ACTIVATED}
 )
 
+# The `reason` `migrate finish` (gateway/migrate/finish.py) records for a user it reset, expired
+# or deactivated: `finish_<action>`; a failed action is `finish_<action>_failed`, not one of these.
+# Such a user keeps its state (it never signed in) but is no longer waited for: progress counts it
+# `finished`, not `pending`, unless the hook verified it since (it signed in after all).
+FINISH_REASONS: frozenset[str] = frozenset(
+    {"finish_reset_password", "finish_expire_password", "finish_deactivate"}
+)
+
 
 class RunCommand(StrEnum):
     """The commands that write a run to the ledger."""
@@ -134,10 +142,14 @@ class SourceProgress:
     native: int = 0
     verified_unconfirmed: int = 0  # verified by the hook, no event or reconciliation yet
     pending: int = 0  # in Okta with the hook, never verified: who has not signed in yet
+    finished: int = 0  # like pending, but `migrate finish` acted on them (FINISH_REASONS)
     last_verified_at: datetime | None = None
     last_migrated_at: datetime | None = None
 
     @property
     def imported(self) -> int:
-        """Users of this source in Okta with the hook: migrated + verified_unconfirmed + pending."""
-        return self.migrated + self.verified_unconfirmed + self.pending
+        """Users of this source in Okta with the hook.
+
+        migrated + verified_unconfirmed + pending + finished.
+        """
+        return self.migrated + self.verified_unconfirmed + self.pending + self.finished

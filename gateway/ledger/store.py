@@ -39,6 +39,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from gateway.ledger.models import (
+    FINISH_REASONS,
     PENDING_STATES,
     Decision,
     LedgerUser,
@@ -61,6 +62,7 @@ Clock = Callable[[], datetime]
 # it must not demote a user this tool put in Okta.
 _WEAK_STATES = (UserState.LISTED, UserState.EXISTING, UserState.SKIPPED)
 _PENDING = tuple(sorted(PENDING_STATES))
+_FINISH_REASONS = tuple(sorted(FINISH_REASONS))
 # SQLite allows 32,766 bound parameters per statement; events have six columns.
 _EVENT_CHUNK = 500
 _READ_OPTION = "ledger_read"
@@ -231,8 +233,14 @@ class _Tally:
     native: int = 0
     verified_unconfirmed: int = 0
     pending: int = 0
+    finished: int = 0
     last_verified_at: datetime | None = None
     last_migrated_at: datetime | None = None
+
+
+def _finished(reason: ColumnElement[Any]) -> ColumnElement[bool]:
+    """`reason` is one `migrate finish` records for a user it acted on (`FINISH_REASONS`)."""
+    return reason.in_([literal(value) for value in _FINISH_REASONS])
 
 
 def _later(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -796,7 +804,12 @@ class Ledger:
     # Progress
 
     async def progress(self) -> dict[str, SourceProgress]:
-        """Counts per source and state, with the migrated/verified/pending split, in one query."""
+        """Counts per source and state, with the migrated/verified/pending/finished split.
+
+        One query. A never-verified user `migrate finish` acted on (its `reason` is one of
+        `FINISH_REASONS`; not a `_failed` one) is `finished`, not `pending`; once verified it is
+        `verified_unconfirmed`, once migrated `migrated`, like everyone else.
+        """
         verified = users.c.verified_at.is_not(None).label("verified")
         statement = select(
             users.c.source,
@@ -804,6 +817,7 @@ class Ledger:
             verified,
             users.c.native,
             func.count().label("users"),
+            func.count(case((_finished(users.c.reason), 1))).label("finished"),
             func.max(users.c.verified_at).label("last_verified_at"),
             func.max(users.c.migrated_at).label("last_migrated_at"),
         ).group_by(users.c.source, users.c.state, verified, users.c.native)
@@ -821,7 +835,8 @@ class Ledger:
                 if row.verified:
                     tally.verified_unconfirmed += row.users
                 else:
-                    tally.pending += row.users
+                    tally.pending += row.users - row.finished
+                    tally.finished += row.finished
             tally.last_verified_at = _later(tally.last_verified_at, row.last_verified_at)
             tally.last_migrated_at = _later(tally.last_migrated_at, row.last_migrated_at)
         return {
@@ -832,6 +847,7 @@ class Ledger:
                 native=tally.native,
                 verified_unconfirmed=tally.verified_unconfirmed,
                 pending=tally.pending,
+                finished=tally.finished,
                 last_verified_at=tally.last_verified_at,
                 last_migrated_at=tally.last_migrated_at,
             )
@@ -869,13 +885,22 @@ class Ledger:
         ]
 
     async def not_signed_in(
-        self, source: str, *, limit: int = 500, after: str | None = None
+        self,
+        source: str,
+        *,
+        limit: int = 500,
+        after: str | None = None,
+        finished: bool = False,
     ) -> list[LedgerUser]:
         """One page of the users of `source` in Okta with the hook who never signed in.
 
+        The `pending` users of `progress` (the stragglers); with `finished`, also those
+        `migrate finish` already acted on (`FINISH_REASONS`), which `progress` counts apart.
         Ordered by login; pass the last login of a page as `after` for the next one.
         """
         statement = select(users).where(users.c.source == source, text(NOT_SIGNED_IN_SQL))
+        if not finished:
+            statement = statement.where(or_(users.c.reason.is_(None), ~_finished(users.c.reason)))
         if after is not None:
             statement = statement.where(users.c.login > after)
         statement = statement.order_by(users.c.login).limit(limit)

@@ -11,15 +11,18 @@ get one action in Okta, so the old directory can be retired and the password hoo
 
 Who: the source's `pending` users (report.py: in Okta with the hook, never verified), after
 reading them back from Okta (reconcile.py), so a user whose sign-in event was missed is marked
-migrated instead of being reset. A user this action was already done to by an earlier finish
-run (the ledger's `reason` says `finish_<action>`) is left alone, so a rerun only does the ones
-that failed. Users verified by the hook but not yet confirmed are not touched: Okta calls the
-hook again at their next sign-in. The source must be ready to retire (report.py: nobody
-pending, or nobody verified for `migration.retire_after_days`) unless `--force`.
+migrated instead of being reset, and its `finished` ones (an earlier run did an action to them).
+A user this action was already done to by an earlier finish run (the ledger's `reason` says
+`finish_<action>`) is left alone, so a rerun only does the ones that failed; another action is
+done to them too (`deactivate` after `reset_password`). Users verified by the hook but not yet
+confirmed are not touched: Okta calls the hook again at their next sign-in. The source must be
+ready to retire (report.py: nobody pending, or nobody verified for
+`migration.retire_after_days`) unless `--force`.
 
 Each user's outcome goes to the ledger (a `finish` run; `reason` `finish_<action>` or
-`finish_<action>_failed`); `--report` writes `login,okta_id,result,reason` for every user.
-With `--dry-run` nothing is written to Okta or the ledger.
+`finish_<action>_failed`): from then on report.py counts a done user `finished`, no longer
+`pending` (a failed one stays `pending`); `--report` writes `login,okta_id,result,reason` for
+every user. With `--dry-run` nothing is written to Okta or the ledger.
 Last line: `finish: pending=N done=N failed=N [dry_run=1]`; exit 0 when failed=0.
 """
 
@@ -37,6 +40,7 @@ from typing import Final, Literal
 
 from gateway.config import GatewayConfig
 from gateway.ledger import (
+    FINISH_REASONS,
     Ledger,
     LedgerError,
     LedgerUrlError,
@@ -47,7 +51,7 @@ from gateway.ledger import (
 )
 from gateway.logs import configure_logging
 from gateway.migrate.csvsafe import write_csv
-from gateway.migrate.reconcile import FINISH_REASONS, ReconcileOutcome, Reconciler, finished
+from gateway.migrate.reconcile import ReconcileOutcome, Reconciler, finished
 from gateway.migrate.report import build_report, iso
 from gateway.migrate.tally import last_line
 from gateway.okta_api import OktaApiClient, OktaApiError
@@ -142,13 +146,15 @@ class Finisher:
         return outcome
 
     async def _pending(self) -> AsyncIterator[LedgerUser]:
-        """The source's never-verified users, page by page.
+        """The source's never-verified users, page by page, those finished before included.
 
         Pages are keyed by login, so a user's reason changing meanwhile skips or repeats nobody.
         """
         after: str | None = None
         while True:
-            page = await self.ledger.not_signed_in(self.source, limit=_PAGE, after=after)
+            page = await self.ledger.not_signed_in(
+                self.source, limit=_PAGE, after=after, finished=True
+            )
             for user in page:
                 yield user
             if len(page) < _PAGE:

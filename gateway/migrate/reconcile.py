@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from gateway.ledger import FINISH_REASONS as FINISH_REASONS  # was defined here; still importable
 from gateway.ledger import PENDING_STATES, Ledger, LedgerUser, OktaEvent
 from gateway.migrate.report import iso
 from gateway.migrate.settings import IMPORT_PASSWORD_EVENT
@@ -45,8 +46,6 @@ IMPORT_PROVIDER = "IMPORT"
 OKTA_PROVIDER = "OKTA"
 EVENT_FILTER = f'eventType eq "{IMPORT_PASSWORD_EVENT}"'
 _EVENT_CHUNK = 500
-# The ledger `reason` of a user `migrate finish` did its action to (finish.py).
-FINISH_REASONS = frozenset({"finish_reset_password", "finish_expire_password", "finish_deactivate"})
 
 
 def _now() -> datetime:
@@ -76,7 +75,8 @@ def finished(user: LedgerUser) -> bool:
     """Whether `migrate finish` reset, expired or deactivated this user.
 
     Okta then shows them on OKTA (a reset ends the import) or not at all, which says nothing
-    about a migration: such users are not read back, and stay pending in the ledger.
+    about a migration: such users are not read back; the ledger keeps their state and counts
+    them `finished` (`Ledger.progress`), unless the hook verifies them or an event migrates them.
     """
     return user.reason in FINISH_REASONS
 

@@ -4,16 +4,24 @@
 
 Definitions (a contract: `migrate status --json` prints them):
 
-- `imported` = `migrated` + `verified_unconfirmed` + `pending`: users of the source in Okta
-  with the password hook, or created with a hash Okta stores (`native`, counted as migrated).
+- `imported` = `migrated` + `verified_unconfirmed` + `pending` + `finished`: users of the source
+  in Okta with the password hook, or created with a hash Okta stores (`native`, counted as
+  migrated). Each imported user is in exactly one of the four.
 - `migrated`: Okta holds the password (a `user.import.password` SUCCESS event, a
-  reconciliation that read `credentials.provider.type: OKTA`, or a native hash).
-- `verified_unconfirmed`: the hook answered VERIFIED, no event or reconciliation confirmed it.
-- `pending`: never verified; who has not signed in yet (`--stragglers`).
-- `daily_rate_7d`: users migrated in the last 7 days / 7; `eta_days`: the users not yet
-  migrated at that rate (null when the rate is 0, 0 when nobody is left).
-- `ready_to_retire`: nobody is pending, or nobody was verified or migrated for
-  `migration.retire_after_days` (the rest have to be chased: `migrate finish`).
+  reconciliation that read `credentials.provider.type: OKTA`, or a native hash), whatever
+  `migrate finish` did to the user before.
+- `verified_unconfirmed`: the hook answered VERIFIED, no event or reconciliation confirmed it
+  (a user `migrate finish` acted on whom the hook verified later, e.g. after
+  `expire_password`, is counted here).
+- `pending`: never verified and not finished; who has not signed in yet (`--stragglers`).
+- `finished`: never verified, and `migrate finish` reset, expired or deactivated them (the
+  ledger's `reason` is one of `FINISH_REASONS`: `finish_<action>`; a `finish_<action>_failed`
+  user stays `pending`). Nobody waits for them any more.
+- `daily_rate_7d`: users migrated in the last 7 days / 7; `eta_days`: the users neither
+  migrated nor finished (`verified_unconfirmed` + `pending`) at that rate (null when the rate
+  is 0, 0 when nobody is left).
+- `ready_to_retire`: nobody is pending (finished users do not count), or nobody was verified
+  or migrated for `migration.retire_after_days` (the rest have to be chased: `migrate finish`).
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ class SourceReport:
     native: int
     verified_unconfirmed: int
     pending: int
+    finished: int
     last_24h: int
     daily_rate_7d: float
     eta_days: float | None
@@ -57,8 +66,8 @@ class SourceReport:
 
     @property
     def imported(self) -> int:
-        """Users in Okta from this source: migrated + verified_unconfirmed + pending."""
-        return self.migrated + self.verified_unconfirmed + self.pending
+        """Users in Okta from this source: migrated + verified_unconfirmed + pending + finished."""
+        return self.migrated + self.verified_unconfirmed + self.pending + self.finished
 
     @property
     def percent_migrated(self) -> float:
@@ -73,6 +82,7 @@ class SourceReport:
             "native": self.native,
             "verified_unconfirmed": self.verified_unconfirmed,
             "pending": self.pending,
+            "finished": self.finished,
             "last_24h": self.last_24h,
             "daily_rate_7d": round(self.daily_rate_7d, 3),
             "eta_days": None if self.eta_days is None else round(self.eta_days, 1),
@@ -129,7 +139,7 @@ async def _source_report(
     )
     last_week = await ledger.migrated_since(counts.source, now - timedelta(days=RATE_DAYS))
     rate = last_week / RATE_DAYS
-    remaining = counts.verified_unconfirmed + counts.pending
+    remaining = counts.verified_unconfirmed + counts.pending  # finished users are not waited for
     eta = 0.0 if remaining == 0 else (remaining / rate if rate > 0 else None)
     quiet_since = max(
         (t for t in (counts.last_verified_at, counts.last_migrated_at) if t is not None),
@@ -144,6 +154,7 @@ async def _source_report(
         native=counts.native,
         verified_unconfirmed=counts.verified_unconfirmed,
         pending=counts.pending,
+        finished=counts.finished,
         last_24h=await ledger.migrated_since(counts.source, now - timedelta(hours=24)),
         daily_rate_7d=rate,
         eta_days=eta,
@@ -160,6 +171,7 @@ def state_counts(progress: SourceProgress) -> dict[str, int]:
         "migrated": progress.migrated,
         "verified_unconfirmed": progress.verified_unconfirmed,
         "pending": progress.pending,
+        "finished": progress.finished,
     }
 
 

@@ -1,10 +1,10 @@
 """`gateway migrate status -c CONFIG [--json] [--refresh] [--stragglers FILE.csv]`.
 
 How far each source has come, from the ledger, with report.py's definitions (imported,
-migrated incl. native, verified_unconfirmed, pending, last 24 h, 7-day daily rate, ETA, last
-verification, ready to retire). Human output is a table and a last line
-`status: sources=N imported=N migrated=N verified_unconfirmed=N pending=N`; `--json` prints
-one object, `{"generated_at": ..., "sources": {NAME: {...}}}`, and nothing else on stdout.
+migrated incl. native, verified_unconfirmed, pending, finished, last 24 h, 7-day daily rate,
+ETA, last verification, ready to retire). Human output is a table and a last line
+`status: sources=N imported=N migrated=N verified_unconfirmed=N pending=N finished=N`; `--json`
+prints one object, `{"generated_at": ..., "sources": {NAME: {...}}}`, and nothing else on stdout.
 
 `--refresh` first reconciles the ledger with Okta (gateway/migrate/reconcile.py: the System
 Log's missed `user.import.password` events, then every not-yet-migrated user's
@@ -12,8 +12,9 @@ Log's missed `user.import.password` events, then every not-yet-migrated user's
 `refresh: checked=N migrated=N pending=N missing=N failed=N events=N`. Exit 1 when some
 users could not be read (the table is still printed).
 
-`--stragglers FILE.csv` writes the users still pending (never verified), after any refresh:
-`login,okta_id,source,imported_at`, one row per user, cells safe for spreadsheets.
+`--stragglers FILE.csv` writes the users still pending (never verified, not finished by
+`migrate finish`), after any refresh: `login,okta_id,source,imported_at`, one row per user,
+cells safe for spreadsheets.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from gateway.migrate.tally import last_line
 
 REFRESH_COUNTS = ("checked", "migrated", "pending", "missing", "failed", "events")
 STRAGGLERS_HEADER = ("login", "okta_id", "source", "imported_at")
-TOTALS = ("imported", "migrated", "verified_unconfirmed", "pending")
+TOTALS = ("imported", "migrated", "verified_unconfirmed", "pending", "finished")
 _PAGE = 500
 
 
@@ -122,7 +123,7 @@ async def refresh(config: GatewayConfig, ledger: Ledger) -> ReconcileOutcome:
 
 
 async def write_stragglers(ledger: Ledger, sources: list[str], path: Path) -> int:
-    """The pending users of `sources` as CSV, page by page; how many were written."""
+    """The pending users of `sources` (not the finished ones) as CSV, page by page; how many."""
     written = 0
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
@@ -148,6 +149,7 @@ _COLUMNS: tuple[tuple[str, Callable[[SourceReport], str]], ...] = (
     ("NATIVE", lambda r: str(r.native)),
     ("UNCONFIRMED", lambda r: str(r.verified_unconfirmed)),
     ("PENDING", lambda r: str(r.pending)),
+    ("FINISHED", lambda r: str(r.finished)),
     ("LAST_24H", lambda r: str(r.last_24h)),
     ("PER_DAY_7D", lambda r: f"{r.daily_rate_7d:.1f}"),
     ("ETA_DAYS", lambda r: "-" if r.eta_days is None else f"{r.eta_days:.1f}"),

@@ -6,7 +6,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from gateway.ledger import Decision, Ledger, LedgerError, RunCommand, UserRecord, UserState
+from gateway.ledger import (
+    FINISH_REASONS,
+    Decision,
+    Ledger,
+    LedgerError,
+    RunCommand,
+    UserRecord,
+    UserState,
+)
 from tests.ledger.conftest import Clock
 
 
@@ -64,6 +72,45 @@ async def test_progress_per_source_and_state(ledger: Ledger, clock: Clock) -> No
     assert entra.last_verified_at == verified_at
     assert entra.last_migrated_at == verified_at - timedelta(minutes=1)
     assert (ldap.pending, ldap.migrated, ldap.last_verified_at) == (4, 0, None)
+
+
+async def test_users_migrate_finish_acted_on_are_finished_not_pending(
+    ledger: Ledger, clock: Clock
+) -> None:
+    await _imported(ledger, clock, "entra", 7, "e")
+    await _imported(ledger, clock, "ldap", 2, "l")
+    reasons = {
+        "e0000": "finish_reset_password",
+        "e0001": "finish_expire_password",
+        "e0002": "finish_deactivate",
+        "e0003": "finish_reset_password",  # then signs in: verified, not confirmed
+        "e0004": "finish_deactivate",  # then migrated after all
+        "e0005": "finish_reset_password_failed",  # the action failed: still pending
+        "l0000": "finish_expire_password",
+    }
+    for login, reason in reasons.items():
+        source = "ldap" if login.startswith("l") else "entra"
+        await ledger.record_user(
+            source, f"{login}@contoso.com", UserState.ACTIVATED, okta_id=f"00u{login}",
+            reason=reason,
+        )  # fmt: skip
+    assert set(reasons.values()) - FINISH_REASONS == {"finish_reset_password_failed"}
+    await ledger.record_decisions([Decision("entra", "e0003@contoso.com", "verified", clock())])
+    assert await ledger.mark_migrated(okta_id="00ue0004", at=clock()) == 1
+    progress = await ledger.progress()
+    entra, ldap = progress["entra"], progress["ldap"]
+    assert entra.states == {UserState.ACTIVATED: 6, UserState.MIGRATED: 1}
+    counts = (entra.migrated, entra.verified_unconfirmed, entra.pending, entra.finished)
+    assert counts == (1, 1, 2, 3)  # pending: e0005 (failed) and e0006 (never finished)
+    assert entra.imported == 7
+    assert (ldap.pending, ldap.finished, ldap.imported) == (1, 1, 2)
+    # The stragglers are the pending users; `finish` also reads the finished ones.
+    stragglers = [u.login for u in await ledger.not_signed_in("entra")]
+    assert stragglers == ["e0005@contoso.com", "e0006@contoso.com"]
+    everyone = [u.login for u in await ledger.not_signed_in("entra", limit=3, finished=True)]
+    assert everyone == ["e0000@contoso.com", "e0001@contoso.com", "e0002@contoso.com"]
+    rest = await ledger.not_signed_in("entra", after="e0002@contoso.com", finished=True)
+    assert [u.login for u in rest] == stragglers
 
 
 async def test_migrated_users_per_utc_day(ledger: Ledger, clock: Clock) -> None:

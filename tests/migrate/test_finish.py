@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 
 from gateway.emulators.okta import DEFAULT_API_TOKEN
 from gateway.ledger import RunCommand, open_ledger
+from gateway.metrics import GatewayMetrics
 from gateway.migrate.finish import Finisher
+from gateway.migration_gauges import refresh_gauges
 from gateway.okta_api import OktaApiClient, SswsToken
 from tests.migrate.rehearsal import SOURCE, Rehearsal, gateway_cli, rehearse
 
@@ -71,7 +74,8 @@ async def test_each_action_reaches_exactly_the_pending_users(
     assert run is not None and run.command == RunCommand.FINISH and run.source == SOURCE
     assert run.counts == {"pending": PENDING, "done": PENDING}
     assert user is not None and user.reason == f"finish_{action}" and user.last_run_id == 2
-    assert progress.migrated == SIGNED_IN and progress.pending == PENDING
+    assert progress.migrated == SIGNED_IN
+    assert (progress.pending, progress.finished) == (0, PENDING)  # finished, not pending
     with report.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["login", "okta_id", "result", "reason"]
@@ -145,6 +149,9 @@ async def test_failed_users_are_counted_and_a_rerun_finishes_them(tmp_path: Path
                 f"finish: pending={PENDING} done={PENDING // 2} failed={PENDING // 2}"
             )
             assert _statuses(rehearsal) == {"RECOVERY": PENDING // 2, "ACTIVE": PENDING // 2}
+            progress = (await ledger.progress())[SOURCE]
+            # The failed ones (`finish_reset_password_failed`) are still pending.
+            assert (progress.pending, progress.finished) == (PENDING // 2, PENDING // 2)
             failed = {login for login, _, result, _ in first.report if result == "failed"}
             okta.emulator.set_fault("none")
             async with OktaApiClient(okta.url, SswsToken(DEFAULT_API_TOKEN), max_retries=0) as c:
@@ -176,3 +183,56 @@ async def test_a_429_that_outlasts_the_retries_fails_the_cli_run_and_a_rerun_fin
             rehearsal.okta_users()[f"user{i}@contoso.com"].status.value for i in range(4, 12)
         )
         assert statuses == {"PASSWORD_EXPIRED": 8}
+
+
+async def test_after_finish_status_and_gauges_count_those_users_finished_not_pending(
+    tmp_path: Path,
+) -> None:
+    async with rehearse(tmp_path, users=USERS, sign_ins=SIGNED_IN) as rehearsal:
+        config = str(rehearsal.config)
+        code, out, err = await gateway_cli("migrate", "status", "-c", config, "--json")
+        assert code == 0, err
+        before = json.loads(out)["sources"][SOURCE]
+        code, out, err = await _finish(rehearsal.config, "--action", "reset_password", "--force")
+        assert code == 0, err
+        stragglers = tmp_path / "stragglers.csv"
+        code, out, err = await gateway_cli(
+            "migrate", "status", "-c", config, "--json", "--stragglers", str(stragglers)
+        )
+        assert code == 0, err
+        after = json.loads(out)["sources"][SOURCE]
+        assert "stragglers: 0 users" in err
+        _, table, _ = await gateway_cli("migrate", "status", "-c", config)
+        ledger = await open_ledger(rehearsal.ledger)
+        try:
+            metrics = GatewayMetrics()
+            await refresh_gauges(ledger, metrics, [SOURCE])
+        finally:
+            await ledger.close()
+        # Ready to retire now (nobody pending), so another action needs no --force, and it
+        # still reaches the finished users.
+        code, out, err = await _finish(rehearsal.config, "--action", "deactivate")
+        assert code == 0, err
+        assert out.strip().splitlines()[-1] == f"finish: pending={PENDING} done={PENDING} failed=0"
+        assert _statuses(rehearsal) == {"DEPROVISIONED": PENDING}
+    assert (before["pending"], before["finished"], before["ready_to_retire"]) == (PENDING, 0, False)
+    assert (after["imported"], after["migrated"], after["verified_unconfirmed"]) == (
+        USERS,
+        SIGNED_IN,
+        0,
+    )
+    assert (after["pending"], after["finished"]) == (0, PENDING)
+    assert after["ready_to_retire"] is True
+    assert after["eta_days"] == 0  # nobody left to wait for
+    assert table.strip().splitlines()[-1] == (
+        f"status: sources=1 imported={USERS} migrated={SIGNED_IN} verified_unconfirmed=0 "
+        f"pending=0 finished={PENDING}"
+    )
+
+    def gauge(state: str) -> float | None:
+        labels = {"source": SOURCE, "state": state}
+        return metrics.registry.get_sample_value("gateway_migration_users", labels)
+
+    assert gauge("finished") == after["finished"] == PENDING
+    assert gauge("pending") == 0
+    assert gauge("imported") == USERS

@@ -136,7 +136,11 @@ def _config(tmp_path: Path, ledger: str) -> Path:
 
 
 async def _seeded(tmp_path: Path) -> Path:
-    """3 migrated (1 native), 1 verified not confirmed, 3 pending (one login looks like a formula)."""
+    """3 migrated (1 native), 1 verified not confirmed, 3 pending, 2 finished.
+
+    One pending login looks like a formula; another had a `migrate finish` action fail (still
+    pending); the finished ones were reset and deactivated by `migrate finish`.
+    """
     url = f"sqlite:///{tmp_path / 'l.db'}"
     ledger = await open_ledger(url)
     now = datetime.now(UTC)
@@ -144,8 +148,14 @@ async def _seeded(tmp_path: Path) -> Path:
     try:
         for i, login in enumerate(["b@contoso.com", "=cmd|'/c calc'!A1@contoso.com", "a@c.com"]):
             await ledger.record_user(
-                SOURCE, login, UserState.ACTIVATED, okta_id=f"00u{i}", imported_at=day_ago
-            )
+                SOURCE, login, UserState.ACTIVATED, okta_id=f"00u{i}", imported_at=day_ago,
+                reason="finish_reset_password_failed" if login == "a@c.com" else None,
+            )  # fmt: skip
+        for i, reason in enumerate(["finish_reset_password", "finish_deactivate"]):
+            await ledger.record_user(
+                SOURCE, f"f{i}@contoso.com", UserState.ACTIVATED, okta_id=f"00uf{i}",
+                imported_at=day_ago, reason=reason,
+            )  # fmt: skip
         await ledger.record_user(SOURCE, "v@contoso.com", UserState.ACTIVATED, okta_id="00uv")
         for i in range(3):
             await ledger.record_user(
@@ -179,6 +189,7 @@ async def test_json_is_one_object_with_the_documented_schema(tmp_path: Path) -> 
         "native": int,
         "verified_unconfirmed": int,
         "pending": int,
+        "finished": int,
         "last_24h": int,
         "daily_rate_7d": float,
         "eta_days": float,
@@ -188,10 +199,12 @@ async def test_json_is_one_object_with_the_documented_schema(tmp_path: Path) -> 
     assert set(entra) == set(types)
     assert {key: type(value) for key, value in entra.items()} == types
     assert ISO.match(entra["last_verified_at"])
-    assert (entra["imported"], entra["migrated"], entra["native"]) == (7, 3, 1)
-    assert (entra["verified_unconfirmed"], entra["pending"], entra["last_24h"]) == (1, 3, 3)
+    assert (entra["imported"], entra["migrated"], entra["native"]) == (9, 3, 1)
+    assert (entra["verified_unconfirmed"], entra["pending"], entra["finished"]) == (1, 3, 2)
+    assert entra["last_24h"] == 3
     assert entra["daily_rate_7d"] == round(3 / 7, 3)
-    assert entra["eta_days"] == round(4 / (3 / 7), 1)
+    assert entra["eta_days"] == round(4 / (3 / 7), 1)  # the finished are not waited for
+    assert entra["ready_to_retire"] is False
 
 
 async def test_eta_is_null_when_nobody_migrated_for_a_week(tmp_path: Path) -> None:
@@ -210,11 +223,16 @@ async def test_the_table_lists_each_source_and_ends_with_the_totals(tmp_path: Pa
     code, out, _ = await gateway_cli("migrate", "status", "-c", str(config))
     assert code == 0
     lines = out.strip().splitlines()
-    assert lines[0].split()[:6] == [
-        "SOURCE", "IMPORTED", "MIGRATED", "NATIVE", "UNCONFIRMED", "PENDING"
+    assert lines[0].split()[:7] == [
+        "SOURCE", "IMPORTED", "MIGRATED", "NATIVE", "UNCONFIRMED", "PENDING", "FINISHED"
     ]  # fmt: skip
-    assert lines[1].split()[:7] == [SOURCE, "7", "3", "(43%)", "1", "1", "3"]
-    assert lines[-1] == "status: sources=1 imported=7 migrated=3 verified_unconfirmed=1 pending=3"
+    assert lines[1].split()[:8] == [SOURCE, "9", "3", "(33%)", "1", "1", "3", "2"]
+    # Right-aligned under its header, like the other numbers.
+    end = lines[0].index(" FINISHED ") + len(" FINISHED")
+    assert lines[1][:end].endswith(" 2") and lines[1][end] == " "
+    assert lines[-1] == (
+        "status: sources=1 imported=9 migrated=3 verified_unconfirmed=1 pending=3 finished=2"
+    )
 
 
 async def test_stragglers_are_the_pending_users_written_safely(tmp_path: Path) -> None:
@@ -222,7 +240,7 @@ async def test_stragglers_are_the_pending_users_written_safely(tmp_path: Path) -
     path = tmp_path / "stragglers.csv"
     code, _, err = await _status(config, "--stragglers", str(path))
     assert code == 0
-    assert "stragglers: 3 users" in err
+    assert "stragglers: 3 users" in err  # not the 2 finished ones
     with path.open(encoding="utf-8", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0] == ["login", "okta_id", "source", "imported_at"]
