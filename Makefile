@@ -14,6 +14,9 @@ SERVICES ?= redis-server=redis-server prometheus=prometheus promtool=prometheus 
   samba=samba samba=samba-ad-provision samba=samba-dsdb-modules winbindd=winbind \
   ldapsearch=ldap-utils slapd=slapd \
   chromium=chromium
+# Debian packages with no program of their own to look for: Samba's VFS modules (the AD DC's
+# provisioning loads acl_xattr from them; apt leaves them out as a mere recommendation).
+PACKAGES ?= samba-vfs-modules
 # Headers python-ldap builds against (it ships no wheels), as file=Debian package.
 BUILD_HEADERS ?= /usr/include/ldap.h=libldap-dev /usr/include/sasl/sasl.h=libsasl2-dev
 
@@ -42,9 +45,11 @@ test: services $(STAMP)
 # The tests start real servers. Missing ones are installed with apt-get when running as root;
 # otherwise this stops at once with the one command that installs them.
 services:
-	@missing=$$(for entry in $(SERVICES); do \
+	@missing=$$({ for entry in $(SERVICES); do \
 	    command -v "$${entry%%=*}" >/dev/null 2>&1 || echo "$${entry#*=}"; \
-	  done | sort -u | tr '\n' ' '); \
+	  done; for pkg in $(PACKAGES); do \
+	    dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q 'ok installed' || echo "$$pkg"; \
+	  done; } | sort -u | tr '\n' ' '); \
 	missing=$${missing% }; \
 	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

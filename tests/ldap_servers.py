@@ -419,7 +419,13 @@ class SambaDC:
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise RuntimeError(f"samba-tool domain provision failed: {done.stderr[-1500:]}")
+            # Seen on a machine with Samba installed without its recommended VFS modules.
+            hint = (
+                "install Debian's samba-vfs-modules (make services does): "
+                if "vfs" in done.stderr
+                else ""
+            )
+            raise RuntimeError(f"samba-tool domain provision failed: {hint}{done.stderr[-1500:]}")
         cert, key = self.ca.issue("samba")
         text = self.smb_conf.read_text()
         extra = (
