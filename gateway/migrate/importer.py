@@ -14,17 +14,17 @@ twice. Users stream from the directory and a bounded number are in flight, so me
 from __future__ import annotations
 
 import asyncio
-import csv
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from gateway.config import GatewayConfig
 from gateway.ledger import Ledger, RunCommand, UserState
+from gateway.migrate.csvsafe import write_csv
 from gateway.migrate.mapping import MappedUser, map_user
 from gateway.migrate.settings import for_source_type
 from gateway.migrate.tally import last_line
@@ -34,6 +34,7 @@ from gateway.routing import Router
 logger = logging.getLogger(__name__)
 
 RESULTS = ("created", "native", "existing", "skipped", "failed")
+REPORT_HEADER = ("login", "okta_id", "result", "reason")
 
 
 @dataclass
@@ -183,14 +184,10 @@ class Importer:
 
 
 def write_report(path: Path | None, rows: list[tuple[str, str, str, str]]) -> None:
-    """The CSV report: `login,okta_id,result,reason`, one row per user not created."""
-    if path is None:
-        return
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        _write_rows(handle, rows)
+    """The CSV report: `login,okta_id,result,reason`, one row per user not created.
 
-
-def _write_rows(handle: TextIO, rows: list[tuple[str, str, str, str]]) -> None:
-    writer = csv.writer(handle)
-    writer.writerow(["login", "okta_id", "result", "reason"])
-    writer.writerows(rows)
+    Cells a spreadsheet would run as formulas are quoted (`csvsafe`): logins come from the
+    directory.
+    """
+    if path is not None:
+        write_csv(path, REPORT_HEADER, rows)

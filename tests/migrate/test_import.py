@@ -147,3 +147,21 @@ async def test_dry_run_writes_nothing(
     )
     assert okta.emulator.stats()["users"] == 0
     assert not (tmp_path / "l.db").exists()
+
+
+def test_report_cells_never_run_as_formulas(tmp_path: Path) -> None:
+    """Logins come from the directory: the import and prepare reports quote formula cells."""
+    from gateway.migrate.importer import write_report
+
+    path = tmp_path / "r.csv"
+    login = '=HYPERLINK("https://evil.example","x")@contoso.com'
+    write_report(
+        path, [(login, "", "skipped", "no_route"), ("a@contoso.com", "00u1", "failed", "-x")]
+    )
+    with path.open(encoding="utf-8") as report:
+        rows = list(csv.reader(report))
+    assert rows == [
+        ["login", "okta_id", "result", "reason"],
+        ["'" + login, "", "skipped", "no_route"],
+        ["a@contoso.com", "00u1", "failed", "'-x"],
+    ]
