@@ -18,11 +18,12 @@ import yaml
 
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from gateway.emulators.entra import RunningEmulator
 from gateway.emulators.okta import OktaOrg, RunningOktaEmulator, start_okta_emulator
 from gateway.migrate.hooks import config_problem, register
 from tests.conftest import SCAN
 from tests.migrate.test_hooks_and_check import LAST_CREATED, LAST_UNCHANGED, LAST_UPDATED, _cli
+from tests.migrate.test_hooks_and_check import tenant as tenant  # the fixture, for pytest
 from tests.migrate.test_import import _config
 
 SERVER_ID = "aus1gatewayhooks0001"
@@ -31,15 +32,6 @@ SCOPE = "okta.hooks.password"
 CLIENT_ID = "0oa1gatewayhook0001"
 CLIENT_SECRET = "hook-client-secret-9f3a7c21d8"
 USERS = 3
-
-
-@pytest.fixture
-async def tenant() -> AsyncIterator[RunningEmulator]:
-    running = await start_emulator(EmulatedDirectory.with_generated_users(USERS))
-    try:
-        yield running
-    finally:
-        await running.close()
 
 
 @pytest.fixture
