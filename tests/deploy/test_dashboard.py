@@ -53,6 +53,7 @@ REQUIRED_ALERTS = {
     "RedisDown",
     "MigrationStalled",
     "EventLoopLagHigh",
+    "HookCallsUnauthorized",
 }
 
 
