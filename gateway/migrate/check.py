@@ -212,14 +212,17 @@ async def _client_credentials_token(url: str, client_id: str, secret: str, scope
         "client_secret": secret,
     }
     timeout = aiohttp.ClientTimeout(total=TOKEN_TIMEOUT_SECONDS)
-    async with (
-        aiohttp.ClientSession(timeout=timeout) as session,
-        session.post(url, data=form, allow_redirects=False) as response,
-    ):
-        try:
-            body = await response.json(content_type=None)
-        except ValueError:
-            body = None
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as session,
+            session.post(url, data=form, allow_redirects=False) as response,
+        ):
+            try:
+                body = await response.json(content_type=None)
+            except ValueError:
+                body = None
+    except (aiohttp.ClientError, TimeoutError) as err:
+        raise TokenRequestError(f"no answer ({type(err).__name__})") from None
     answer = body if isinstance(body, dict) else {}
     token = answer.get("access_token")
     if response.status == 200 and isinstance(token, str):

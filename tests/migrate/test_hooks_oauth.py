@@ -170,6 +170,16 @@ async def test_register_hooks_sets_up_oauth_and_okta_signs_in_through_the_gatewa
         (
             {
                 "hook_client": {
+                    "client_id": CLIENT_ID,
+                    "client_secret": CLIENT_SECRET,
+                    "token_url": "http://127.0.0.1:9/v1/token",  # nobody listens on port 9
+                }
+            },
+            "FAIL hook-token: http://127.0.0.1:9/v1/token: no answer (ClientConnectorError)",
+        ),
+        (
+            {
+                "hook_client": {
                     "auth_type": "private_key_jwt",
                     "client_id": CLIENT_ID,
                     "hook_key_id": "HKY1example",
