@@ -408,9 +408,11 @@ class LdapSource(Source):
     async def close(self) -> None:
         """Close pooled connections and stop the worker threads."""
         probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
         executor, self._executor = self._executor, None
+        if probe is not None:
+            probe.cancel()  # a bind it started in a worker ends within its libldap timeouts
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
         self._binders.close()
         self._searchers.close()
         if executor is not None:
