@@ -7,9 +7,11 @@ settings). Hashes stay in memory only; no hash, salt or password is ever logged 
 message.
 
 Verification is CPU work (bcrypt, argon2, scrypt, many PBKDF2 rounds): it runs in a small thread
-pool of this source, and a call that could not start within `max_wait_seconds` (or would wait
-behind more than `max_queue` others) is answered at once as `unavailable` / `overloaded` instead
-of late. An unknown user costs what a known user of the file's most common format costs: the
+pool of this source (those libraries release the GIL), and the SHA-crypt schemes, which hold the
+GIL throughout (`password_hashes.GIL_BOUND_SCHEMES`), in a pool of as many worker processes, so
+they never stall the event loop. `workers` bounds the checks running at once either way. A call
+that could not start within `max_wait_seconds` (or would wait behind more than `max_queue`
+others) is answered at once as `unavailable` / `overloaded` instead of late. An unknown user costs what a known user of the file's most common format costs: the
 password is checked against a dummy hash of that format and parameters, built at start.
 """
 
@@ -26,6 +28,7 @@ import io
 import json
 import logging
 import math
+import multiprocessing
 import os
 import time
 from collections import Counter
@@ -50,6 +53,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from plugins.base import Result, Source, SourceConfig, Verdict
 from plugins.password_hashes import (
+    GIL_BOUND_SCHEMES,
     FirebaseScryptParams,
     HashFormatError,
     StoredHash,
@@ -363,7 +367,8 @@ class HashedExportSource(Source):
         super().__init__(config)
         self.settings = config
         self.export = config.export
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None
+        self._processes: concurrent.futures.ProcessPoolExecutor | None = None
         self._slots = asyncio.Semaphore(config.workers)
         self._running = 0
         self._queued = 0
@@ -381,28 +386,46 @@ class HashedExportSource(Source):
         return None if self.ready else "not_started"
 
     async def start(self) -> None:
-        """Start the pool and build the dummy hash in it (a costly hash takes a moment)."""
-        self._pool = concurrent.futures.ThreadPoolExecutor(
+        """Start the pools and build the dummy hash (a costly hash takes a moment)."""
+        self._threads = concurrent.futures.ThreadPoolExecutor(
             self.settings.workers, thread_name_prefix=f"hashed-export-{self.name}"
         )
+        formats = self.export.formats()
+        if any(kind in GIL_BOUND_SCHEMES for kind in formats):
+            self._processes = self._new_processes()
         loop = asyncio.get_running_loop()
-        dummy = await loop.run_in_executor(self._pool, self.export.template().dummy)
-        started = time.perf_counter()
-        await loop.run_in_executor(self._pool, dummy.verify, "")
-        self._mean_seconds = time.perf_counter() - started
+        dummy = await loop.run_in_executor(self._threads, self.export.template().dummy)
+        # Also starts the first worker process, when the dummy's scheme needs one.
+        _, self._mean_seconds = await loop.run_in_executor(self._pool_for(dummy), _check, dummy, "")
         self._dummy = dummy
         logger.info(
             "hash export loaded",
-            extra={"source": self.name, "users": len(self.export.users), **self._format_counts()},
+            extra={
+                "source": self.name,
+                "users": len(self.export.users),
+                "formats": dict(formats),
+                "processes": self._processes is not None,
+            },
         )
 
-    def _format_counts(self) -> dict[str, Any]:
-        return {"formats": dict(self.export.formats())}
+    def _new_processes(self) -> concurrent.futures.ProcessPoolExecutor:
+        # spawn, not fork: the gateway's threads (pools, Redis, aiohttp) must not be forked.
+        return concurrent.futures.ProcessPoolExecutor(
+            self.settings.workers, mp_context=multiprocessing.get_context("spawn")
+        )
+
+    def _pool_for(self, stored: StoredHash) -> concurrent.futures.Executor:
+        processes = self._processes
+        if stored.holds_gil and processes is not None:
+            return processes
+        assert self._threads is not None
+        return self._threads
 
     async def close(self) -> None:
-        """Stop the pool; verifications still queued are dropped."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop the pools; verifications still queued are dropped."""
+        for pool in (self._threads, self._processes):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
 
     def unsupported_input(self, username: str, password: str) -> str | None:
         """Lone surrogates cannot be UTF-8, so no stored hash can be of such a password."""
@@ -418,7 +441,7 @@ class HashedExportSource(Source):
             return self.verdict(Result.UNAVAILABLE, "not_ready")
         user = self.export.find(username)
         stored = user.stored if user is not None else self._dummy
-        matched = await self._run(stored.verify, password)
+        matched = await self._run(stored, password)
         if matched is None:
             # Nothing was checked: the attempt goes back to the user's budget.
             return self.verdict(Result.UNAVAILABLE, "overloaded", sent=False)
@@ -434,8 +457,8 @@ class HashedExportSource(Source):
         ahead = self._running + self._queued + 1 - workers
         return 0.0 if ahead <= 0 else math.ceil(ahead / workers) * self._mean_seconds
 
-    async def _run(self, check: Callable[[str], bool], password: str) -> bool | None:
-        """Run `check` in the pool; None when it could not start in time (never runs late)."""
+    async def _run(self, stored: StoredHash, password: str) -> bool | None:
+        """Check `password` in a pool; None when it could not start in time (never runs late)."""
         settings = self.settings
         if self._running >= settings.workers and self._queued >= settings.max_queue:
             return None
@@ -449,36 +472,51 @@ class HashedExportSource(Source):
             return None
         finally:
             self._queued -= 1
-        assert self._pool is not None
         loop = asyncio.get_running_loop()
         self._running += 1
         try:
-            job = self._pool.submit(self._timed, check, password)
-        except RuntimeError:  # the pool is shut down (the source is closing)
+            job = self._pool_for(stored).submit(_check, stored, password)
+        except RuntimeError:  # the pool is shut down (the source is closing), or broken
             self._done(None)
             return None
-        # The thread is released when the work ends, not when a caller stops waiting for it:
-        # a timed-out call still holds its thread, so the count of busy threads stays true.
-        job.add_done_callback(lambda _job: _call_soon(loop, self._done, None))
-        return await asyncio.wrap_future(job, loop=loop)
+        # The worker is released when the work ends, not when a caller stops waiting for it:
+        # a timed-out call still holds its worker, so the count of busy workers stays true.
+        job.add_done_callback(lambda done: _call_soon(loop, self._done, done))
+        try:
+            matched, _ = await asyncio.wrap_future(job, loop=loop)
+        except concurrent.futures.BrokenExecutor:
+            # A worker process died (killed, out of memory): a new pool for the next calls.
+            logger.error(
+                "a hash-checking process died; starting new ones", extra={"source": self.name}
+            )
+            broken, self._processes = self._processes, self._new_processes()
+            if broken is not None:
+                broken.shutdown(wait=False, cancel_futures=True)
+            return None
+        return matched
 
-    def _done(self, _: object) -> None:
+    def _done(self, job: object) -> None:
         self._running -= 1
         self._slots.release()
-
-    def _timed(self, check: Callable[[str], bool], password: str) -> bool:
-        started = time.perf_counter()
-        try:
-            return check(password)
-        except (ValueError, TypeError):  # content a library refuses: no such password is stored
-            return False
-        finally:
-            elapsed = time.perf_counter() - started
-            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * elapsed
+        if not isinstance(job, concurrent.futures.Future) or job.cancelled():
+            return
+        if job.exception() is None:
+            _, seconds = job.result()
+            self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
 
     def iter_users(self) -> Iterator[dict[str, Any]]:
         """Each row's attributes (its non-hash columns), in file order, for an import."""
         return export_rows(self.export)
+
+
+def _check(stored: StoredHash, password: str) -> tuple[bool, float]:
+    """Check `password` against `stored` in a pool thread or process: (matched, seconds taken)."""
+    started = time.perf_counter()
+    try:
+        matched = stored.verify(password)
+    except (ValueError, TypeError):  # content a library refuses: no such password is stored
+        matched = False
+    return matched, time.perf_counter() - started
 
 
 def export_rows(export: HashExport) -> Iterator[dict[str, Any]]:

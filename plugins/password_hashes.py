@@ -26,6 +26,7 @@ from passlib import hash as passlib_hash
 from passlib.utils.handlers import GenericHandler
 
 __all__ = [
+    "GIL_BOUND_SCHEMES",
     "MCF_SCHEMES",
     "RAW_DIGESTS",
     "FirebaseScryptParams",
@@ -52,6 +53,11 @@ MCF_SCHEMES: Final[dict[str, tuple[type[GenericHandler], tuple[str, ...]]]] = {
     "argon2": (passlib_hash.argon2, ("$argon2id$", "$argon2i$", "$argon2d$")),
     "scrypt": (passlib_hash.scrypt, ("$scrypt$",)),
 }
+# Schemes whose check holds the GIL for all its work: libpass's builtin SHA-crypt is pure Python
+# (4 ms at 5,000 rounds, 60 ms at 50,000; glibc's crypt through the `crypt` module holds it too),
+# while bcrypt, argon2, scrypt and PBKDF2 run in C libraries that release it. In a thread they
+# would stall the event loop, and every answer with it: they are checked in processes.
+GIL_BOUND_SCHEMES: Final = frozenset({"sha256_crypt", "sha512_crypt"})
 # Plain digests of password and salt: scheme -> (hashlib name, Okta algorithm).
 RAW_DIGESTS: Final = {
     "md5": ("md5", "MD5"),
@@ -113,6 +119,11 @@ class StoredHash(abc.ABC):
     def kind(self) -> str:
         """The canonical scheme name (`bcrypt`, `sha256`, `pbkdf2`, ...)."""
         return self.scheme
+
+    @property
+    def holds_gil(self) -> bool:
+        """Whether checking it holds the GIL throughout (`GIL_BOUND_SCHEMES`): run it in a process."""
+        return self.kind in GIL_BOUND_SCHEMES
 
     @abc.abstractmethod
     def verify(self, password: str) -> bool:

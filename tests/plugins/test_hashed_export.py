@@ -18,6 +18,7 @@ from aiohttp.test_utils import TestClient
 
 from gateway.app import METRICS, create_app
 from gateway.config import ConfigError, load_config, parse_config
+from gateway.demo import okta_payload
 from gateway.runtime import RUNTIME
 from plugins.base import Result
 from plugins.hashed_export import HashedExportConfig, HashedExportSource
@@ -103,21 +104,21 @@ async def test_unknown_user_is_checked_against_a_dummy_of_the_files_format(
         assert dummy is not None
         stored = running.export.users[0].stored
         assert dummy.signature() == stored.signature()
-        original = type(dummy).verify
+        pool_for = running._pool_for
 
-        def spy(self: Any, password: str) -> bool:
-            checked.append(self)
-            return original(self, password)
+        def spy(submitted: Any) -> Any:  # what goes to a worker thread or process
+            checked.append(submitted)
+            return pool_for(submitted)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(type(dummy), "verify", spy)
+            patch.setattr(running, "_pool_for", spy)
             verdict = await running.verify("nobody@contoso.com", PASSWORDS[row["username"]])
         assert (verdict.result, verdict.reason, verdict.unknown_user) == (
             Result.DENIED,
             "unknown_user",
             True,
         )
-        # The work was done, against the dummy only.
+        # The work was sent, for the dummy only.
         assert len(checked) == 1 and checked[0] is dummy
     finally:
         await running.close()
@@ -500,3 +501,86 @@ async def test_a_changed_file_is_read_again_on_reload(aiohttp_client: Any, tmp_p
 def test_jsonl_fixture_matches_the_csv() -> None:
     lines = [json.loads(line) for line in JSONL_FILE.read_text(encoding="utf-8").splitlines()]
     assert [row["username"] for row in lines] == [row["username"] for row in ROWS]
+
+
+async def test_sha_crypt_goes_to_worker_processes_and_the_rest_stays_in_threads(
+    tmp_path: Path,
+) -> None:
+    """SHA-crypt holds the GIL for its whole check (pure Python): it must not run in a thread."""
+    by_user = {row["username"]: row for row in ROWS}
+    path = tmp_path / "mixed.csv"
+    picked = ["sha512crypt@contoso.com", "sha256crypt@contoso.com", "bcrypt@contoso.com"]
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(ROWS[0]))
+        writer.writeheader()
+        writer.writerows(by_user[name] for name in picked)
+    running = await started(source_config(path))
+    try:
+        sent: list[tuple[str, str]] = []
+        pool_for = running._pool_for
+
+        def spy(stored: Any) -> Any:
+            pool = pool_for(stored)
+            sent.append((stored.kind, type(pool).__name__))
+            return pool
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(running, "_pool_for", spy)
+            for name in picked:
+                assert (await running.verify(name, PASSWORDS[name])).verified
+                wrong = await running.verify(name, PASSWORDS[name] + "x")
+                assert (wrong.result, wrong.reason) == (Result.DENIED, "wrong_password")
+        assert sorted(set(sent)) == [
+            ("bcrypt", "ThreadPoolExecutor"),
+            ("sha256_crypt", "ProcessPoolExecutor"),
+            ("sha512_crypt", "ProcessPoolExecutor"),
+        ]
+    finally:
+        await running.close()
+
+
+async def test_a_file_without_sha_crypt_starts_no_process(tmp_path: Path) -> None:
+    running = await started(source_config(_slow_file(tmp_path)))
+    try:
+        assert running._processes is None
+        assert (await running.verify("u0@contoso.com", "pw0")).verified
+    finally:
+        await running.close()
+
+
+async def test_gateway_serve_checks_sha_crypt_in_worker_processes(
+    tmp_path: Path, secret_scan: SecretScan
+) -> None:
+    """`python -m gateway serve` checks SHA-crypt in spawned workers, then stops on SIGTERM."""
+    import signal
+
+    import aiohttp
+
+    from tests.redis_server import free_port
+    from tests.serve_process import ServeProcess
+
+    config = yaml.safe_load(_gateway_yaml(CSV_FILE))
+    port = free_port()
+    config["server"] = {"host": "127.0.0.1", "port": port}
+    config["logging"] = {"level": "info", "usernames": "hash"}
+    path = tmp_path / "serve.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    process = ServeProcess(path, f"http://127.0.0.1:{port}")
+    await process.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            for name in ("sha512crypt@contoso.com", "sha256crypt@contoso.com"):
+                for password, expected in ((PASSWORDS[name], "VERIFIED"), ("nope", "UNVERIFIED")):
+                    body = okta_payload(name, password)
+                    async with http.post(
+                        process.url + HOOK_PATH, json=body, headers={"Authorization": HOOK_SECRET}
+                    ) as response:
+                        assert response.status == 200
+                        assert credential(await response.json()) == expected, name
+        loaded = [r for r in process.records() if r.get("msg") == "hash export loaded"]
+        assert loaded and loaded[0]["processes"] is True
+        process.send(signal.SIGTERM)
+        assert await process.wait() == 0
+    finally:
+        await process.stop()
+        secret_scan.add_output(process.output())
