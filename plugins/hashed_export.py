@@ -474,9 +474,14 @@ class HashedExportSource(Source):
             self._queued -= 1
         loop = asyncio.get_running_loop()
         self._running += 1
+        pool = self._pool_for(stored)
         try:
-            job = self._pool_for(stored).submit(_check, stored, password)
-        except RuntimeError:  # the pool is shut down (the source is closing), or broken
+            job = pool.submit(_check, stored, password)
+        except concurrent.futures.BrokenExecutor:
+            self._done(None)
+            self._replace_broken(pool)
+            return None
+        except RuntimeError:  # the pool is shut down (the source is closing)
             self._done(None)
             return None
         # The worker is released when the work ends, not when a caller stops waiting for it:
@@ -485,15 +490,17 @@ class HashedExportSource(Source):
         try:
             matched, _ = await asyncio.wrap_future(job, loop=loop)
         except concurrent.futures.BrokenExecutor:
-            # A worker process died (killed, out of memory): a new pool for the next calls.
-            logger.error(
-                "a hash-checking process died; starting new ones", extra={"source": self.name}
-            )
-            broken, self._processes = self._processes, self._new_processes()
-            if broken is not None:
-                broken.shutdown(wait=False, cancel_futures=True)
+            self._replace_broken(pool)
             return None
         return matched
+
+    def _replace_broken(self, pool: concurrent.futures.Executor) -> None:
+        """A worker process died (killed, out of memory): new processes for the next calls."""
+        if pool is not self._processes:
+            return  # another call replaced it already
+        logger.error("a hash-checking process died; starting new ones", extra={"source": self.name})
+        self._processes = self._new_processes()
+        pool.shutdown(wait=False, cancel_futures=True)
 
     def _done(self, job: object) -> None:
         self._running -= 1

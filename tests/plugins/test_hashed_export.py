@@ -584,3 +584,35 @@ async def test_gateway_serve_checks_sha_crypt_in_worker_processes(
     finally:
         await process.stop()
         secret_scan.add_output(process.output())
+
+
+async def test_a_killed_hash_worker_costs_one_answer_then_new_workers_take_over(
+    tmp_path: Path,
+) -> None:
+    import os
+    import signal
+
+    by_user = {row["username"]: row for row in ROWS}
+    path = tmp_path / "sha.csv"
+    name = "sha512crypt@contoso.com"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(ROWS[0]))
+        writer.writeheader()
+        writer.writerow(by_user[name])
+    running = await started(source_config(path, workers=1))
+    try:
+        assert (await running.verify(name, PASSWORDS[name])).verified
+        pool = running._processes
+        assert pool is not None
+        for pid in list(pool._processes):  # the out-of-memory killer, say
+            os.kill(pid, signal.SIGKILL)
+        answers = [await running.verify(name, PASSWORDS[name]) for _ in range(3)]
+        # The pool notices the death on its own thread: at most the calls until then are lost,
+        # each answered overloaded (unavailable, not counted against the user), never an error.
+        lost = [a for a in answers if not a.verified]
+        assert all((a.result, a.reason) == (Result.UNAVAILABLE, "overloaded") for a in lost)
+        assert running._processes is not pool or not lost
+        assert (await running.verify(name, PASSWORDS[name])).verified
+        assert running._running == 0
+    finally:
+        await running.close()
