@@ -111,10 +111,11 @@ class HookClientConfig(BaseModel):
 
     @model_validator(mode="after")
     def _credential(self) -> HookClientConfig:
-        if self.auth_type == "client_secret_post" and self.client_secret is None:
-            raise ValueError("client_secret is required with auth_type client_secret_post")
-        if self.auth_type == "private_key_jwt" and not self.hook_key_id:
-            raise ValueError("hook_key_id is required with auth_type private_key_jwt")
+        secret_post = self.auth_type == "client_secret_post"
+        if secret_post and (self.client_secret is None or self.hook_key_id is not None):
+            raise ValueError("auth_type client_secret_post takes client_secret, not hook_key_id")
+        if not secret_post and (not self.hook_key_id or self.client_secret is not None):
+            raise ValueError("auth_type private_key_jwt takes hook_key_id, not client_secret")
         return self
 
 

@@ -642,6 +642,16 @@ def test_oauth2_mode_needs_no_secret_and_defaults_as_documented() -> None:
         (
             {
                 "mode": "oauth2",
+                "oauth2": {
+                    **_GOOD_OAUTH2,
+                    "hook_client": _client(auth_type="private_key_jwt", hook_key_id="HKY1"),
+                },
+            },
+            "okta.auth.oauth2.hook_client",  # private_key_jwt with a secret: which one is meant?
+        ),
+        (
+            {
+                "mode": "oauth2",
                 "oauth2": {**_GOOD_OAUTH2, "hook_client": _client(client_id="0oaX")},
             },
             "okta.auth.oauth2",  # a client whose tokens would all be client_not_allowed
