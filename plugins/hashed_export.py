@@ -11,8 +11,9 @@ pool of this source (those libraries release the GIL), and the SHA-crypt schemes
 GIL throughout (`password_hashes.GIL_BOUND_SCHEMES`), in a pool of as many worker processes, so
 they never stall the event loop. `workers` bounds the checks running at once either way. A call
 that could not start within `max_wait_seconds` (or would wait behind more than `max_queue`
-others) is answered at once as `unavailable` / `overloaded` instead of late. An unknown user costs what a known user of the file's most common format costs: the
-password is checked against a dummy hash of that format and parameters, built at start.
+others) is answered at once as `unavailable` / `overloaded` instead of late. An unknown user
+costs what a known user of the file's most common format costs: the password is checked against
+a dummy hash of that format and parameters, built at start.
 """
 
 from __future__ import annotations

@@ -351,7 +351,7 @@ class LdapSource(Source):
 
     @property
     def last_error(self) -> str | None:
-        """Why the directory has not answered yet, as a reason code (`network`, `tls_error`, ...)."""
+        """Why the directory has not answered yet: a reason code (`network`, `tls_error`, ...)."""
         return None if self.ready else self._last_error
 
     async def start(self) -> None:

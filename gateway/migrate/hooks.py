@@ -20,8 +20,8 @@ an INACTIVE one is activated (`updated`).
 Okta never returns the secret of a hook's header auth (nor an OAuth client secret), so a changed
 secret cannot be seen by comparing. A secret rotation therefore needs `--force`, which sends the
 channel (and the secret) again even when everything visible matches; without it a run that only
-changes the secret reports `unchanged`. (Always re-sending would make every run a write, and "a second run changes
-nothing" is part of the contract.) The secret is never printed or logged.
+changes the secret reports `unchanged`. (Always re-sending would make every run a write, and "a
+second run changes nothing" is part of the contract.) The secret is never printed or logged.
 
 One line per hook, `<created|updated|unchanged|failed> <hook> ...`, then the last line (a
 contract): `register-hooks: created=N updated=N unchanged=N failed=N`; exit 0 when failed=0.
@@ -87,24 +87,19 @@ def config_problem(config: GatewayConfig) -> str | None:
     return None
 
 
-def uses_oauth_channel(config: GatewayConfig) -> bool:
-    """Whether the hook gets Okta's OAUTH channel: `mode` oauth2, or either with a hook_client.
-
-    In `either` (a switch-over) the channel follows `hook_client`: adding it moves Okta to
-    OAuth 2.0 while the gateway still takes the static secret, removing it moves Okta back.
-    """
-    auth = config.okta.auth
-    return auth.mode != "header" and auth.oauth2 is not None and auth.oauth2.hook_client is not None
-
-
 def hook_channel(config: GatewayConfig) -> dict[str, Any]:
-    """The channel the password import hook should have (secrets included: never print it)."""
+    """The channel the password import hook should have (secrets included: never print it).
+
+    Okta's OAUTH channel in mode `oauth2`, and in `either` (a switch-over) when `hook_client` is
+    set: adding it moves Okta to OAuth 2.0 while the gateway still takes the static secret,
+    removing it moves Okta back. Otherwise header auth.
+    """
     uri = config.okta.hook_url
     assert uri is not None  # config_problem checked it
     auth = config.okta.auth
-    if uses_oauth_channel(config):
-        assert auth.oauth2 is not None and auth.oauth2.hook_client is not None
-        client = auth.oauth2.hook_client
+    client = auth.oauth2.hook_client if auth.oauth2 is not None else None
+    if auth.mode != "header" and auth.oauth2 is not None and client is not None:
+        # The config allows only the credential of the client's auth_type.
         secret = client.client_secret
         return oauth_channel(
             uri,
@@ -112,7 +107,7 @@ def hook_channel(config: GatewayConfig) -> dict[str, Any]:
             token_url=auth.oauth2.token_url,
             scope=auth.oauth2.token_scope,
             client_secret=None if secret is None else secret.get_secret_value(),
-            hook_key_id=client.hook_key_id if secret is None else None,
+            hook_key_id=client.hook_key_id,
         )
     # The first secret is the current one; the others are still accepted during a rotation.
     return http_channel(uri, auth.header, auth.secrets[0].get_secret_value())
