@@ -616,3 +616,29 @@ async def test_a_killed_hash_worker_costs_one_answer_then_new_workers_take_over(
         assert running._running == 0
     finally:
         await running.close()
+
+
+async def test_a_flood_of_sha_crypt_checks_is_shed_not_queued_without_bound(
+    tmp_path: Path,
+) -> None:
+    """The process pool sits behind the same slots as the threads: a burst is answered in time."""
+    by_user = {row["username"]: row for row in ROWS}
+    path = tmp_path / "sha.csv"
+    name = "sha512crypt@contoso.com"
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(ROWS[0]))
+        writer.writeheader()
+        writer.writerow(by_user[name])
+    running = await started(source_config(path, workers=1, max_queue=2, max_wait_seconds=0.5))
+    try:
+        verdicts = await asyncio.gather(
+            *(running.verify(name, PASSWORDS[name] + str(i % 2)) for i in range(60))
+        )
+        shed = [v for v in verdicts if v.reason == "overloaded"]
+        checked = [v for v in verdicts if v.reason == "wrong_password"]
+        assert shed and checked and len(shed) + len(checked) == 60
+        assert all(v.result is Result.UNAVAILABLE and not v.sent for v in shed)
+        assert running._running == 0 and running._queued == 0
+        assert (await running.verify(name, PASSWORDS[name])).verified
+    finally:
+        await running.close()
