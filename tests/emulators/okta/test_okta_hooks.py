@@ -140,25 +140,23 @@ async def test_inline_hook_lifecycle_and_delete_only_when_inactive(api: OktaApi)
     assert_okta_error(await api.call("GET", f"/api/v1/inlineHooks/{hook_id}"), 404, "E0000007")
 
 
-async def test_oauth_inline_hook_keeps_client_secret_write_only(api: OktaApi) -> None:
-    body = {
-        "name": "OAuth hook",
-        "type": PASSWORD_IMPORT,
-        "version": "1.0.0",
-        "channel": {
-            "type": "OAUTH",
-            "version": "1.0.0",
-            "config": {
-                "authType": "client_secret_post",
-                "clientId": "0oahookclient",
-                "clientSecret": "hook-client-secret",
-                "uri": "https://gw.example.com/okta/password-import",
-                "tokenUrl": "https://example.okta.com/oauth2/default/v1/token",
-                "scope": "okta.hooks.password",
-            },
-        },
+def _oauth_hook_body(**config: object) -> dict[str, Any]:
+    """A client_secret_post OAUTH password import hook, its channel config changed by `config`."""
+    channel_config = {
+        "authType": "client_secret_post",
+        "clientId": "0oahookclient",
+        "clientSecret": "hook-client-secret",
+        "uri": "https://gw.example.com/okta/password-import",
+        "tokenUrl": "https://example.okta.com/oauth2/default/v1/token",
+        "scope": "okta.hooks.password",
+        **config,
     }
-    answer = await api.call("POST", "/api/v1/inlineHooks", json=body)
+    channel = {"type": "OAUTH", "version": "1.0.0", "config": channel_config}
+    return {"name": "OAuth hook", "type": PASSWORD_IMPORT, "version": "1.0.0", "channel": channel}
+
+
+async def test_oauth_inline_hook_keeps_client_secret_write_only(api: OktaApi) -> None:
+    answer = await api.call("POST", "/api/v1/inlineHooks", json=_oauth_hook_body())
     assert answer.status == 200
     config = answer.body["channel"]["config"]
     assert config["authScheme"] is None
@@ -171,19 +169,9 @@ async def test_oauth_inline_hook_keeps_client_secret_write_only(api: OktaApi) ->
     "token_url", ["http://example.okta.com/oauth2/default/v1/token", "not a url", 42]
 )
 async def test_oauth_inline_hook_needs_an_https_token_url(api: OktaApi, token_url: object) -> None:
-    channel = {
-        "type": "OAUTH",
-        "version": "1.0.0",
-        "config": {
-            "authType": "client_secret_post",
-            "clientId": "0oahookclient",
-            "clientSecret": "hook-client-secret",
-            "uri": "https://gw.example.com/okta/password-import",
-            "tokenUrl": token_url,
-        },
-    }
-    body = {"name": "OAuth hook", "type": PASSWORD_IMPORT, "version": "1.0.0", "channel": channel}
-    answer = await api.call("POST", "/api/v1/inlineHooks", json=body)
+    answer = await api.call(
+        "POST", "/api/v1/inlineHooks", json=_oauth_hook_body(tokenUrl=token_url)
+    )
     assert_okta_error(answer, 400, "E0000001")
     assert "tokenUrl" in str(answer.body)
 
