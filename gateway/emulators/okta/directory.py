@@ -122,6 +122,11 @@ class SeedOAuthClient(BaseModel):
     scopes: list[str] = Field(default_factory=lambda: list(MANAGEMENT_SCOPES))
 
 
+def _require_unique(ids: list[str], what: str) -> None:
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{what} must be unique")
+
+
 class SeedAuthServerClient(BaseModel):
     """An API Services app that gets tokens from a custom authorization server with its secret."""
 
@@ -153,9 +158,7 @@ class SeedAuthorizationServer(BaseModel):
     @classmethod
     def _unique_clients(cls, value: list[SeedAuthServerClient]) -> list[SeedAuthServerClient]:
         """One entry per client id."""
-        ids = [client.client_id for client in value]
-        if len(set(ids)) != len(ids):
-            raise ValueError("client ids must be unique")
+        _require_unique([client.client_id for client in value], "client ids")
         return value
 
 
@@ -189,9 +192,7 @@ class OktaOrg(BaseModel):
     @classmethod
     def _unique_servers(cls, value: list[SeedAuthorizationServer]) -> list[SeedAuthorizationServer]:
         """One entry per authorization server id."""
-        ids = [server.id for server in value]
-        if len(set(ids)) != len(ids):
-            raise ValueError("authorization server ids must be unique")
+        _require_unique([server.id for server in value], "authorization server ids")
         return value
 
     @classmethod
