@@ -10,7 +10,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Literal, Protocol
@@ -149,6 +149,11 @@ class _EvictionAwareCache(TLRUCache[str, tuple[str, float]]):
         return super().popitem()
 
 
+async def no_budget(_identity: str) -> bool:
+    """Outside the gateway (CLI, tests) no per-user budget applies: always admitted."""
+    return True
+
+
 @dataclass(frozen=True)
 class SourceServices:
     """What the gateway lends a source: shared caches and keyed sealing for what goes in them.
@@ -161,6 +166,10 @@ class SourceServices:
     token_cache: SharedStore
     username_cache: SharedStore
     hmac_secret: bytes
+    # `await reserve_account(identity)`: spend the current sign-in's attempt also against the
+    # account the source found (its directory id), so every name form of one account shares
+    # one per-user budget; False means that budget is used up and nothing may be sent.
+    reserve_account: Callable[[str], Awaitable[bool]] = no_budget
 
     @classmethod
     def local(cls) -> SourceServices:

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import re
+import select
 import socket
 import ssl
 import threading
@@ -25,7 +27,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import ldap
@@ -44,8 +46,11 @@ from pydantic import (
 )
 
 from plugins.base import OUTAGE_REASONS, Result, Source, SourceConfig, Verdict, is_loopback_http
+from plugins.ldap_identity import IDENTITY_ATTRIBUTES, account_identity
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # AD's `data NNN` sub-codes of a failed bind (result 49). The password was checked and wrong:
 AD_WRONG_PASSWORD = "52e"  # noqa: S105 - a sub-code, not a password
@@ -79,9 +84,11 @@ LDAP_OUTAGE_REASONS = OUTAGE_REASONS | frozenset({"ldap_busy"})
 PROBE_RETRY_MAX_SECONDS = 30.0
 # How long `start` waits for the probe's first attempt (a healthy directory takes milliseconds).
 PROBE_START_WAIT_SECONDS = 1.0
-# Connections idle longer than this are closed rather than reused: AD drops idle connections
-# after MaxConnIdleTime (15 min by default), and a dead pooled connection costs a retry.
-MAX_IDLE_SECONDS = 60.0
+# LDAP_OPT_CONNECT_ASYNC (ldap.h): python-ldap 3.4.8 lists it as optional and does not export it
+# here, but passes the number through. With it libldap keeps the socket non-blocking through
+# the TLS handshake (ldaps:// and StartTLS alike) and waits with OPT_NETWORK_TIMEOUT; without it
+# a server that accepts and never answers the ClientHello holds the worker thread for good.
+OPT_CONNECT_ASYNC = getattr(ldap, "OPT_CONNECT_ASYNC", 0x5010)
 # Username characters no directory name holds and libldap's C strings cannot carry (NUL ends
 # the DN early); lone surrogates cannot be encoded for the wire.
 _UNSAFE_USERNAME = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
@@ -203,6 +210,10 @@ class LdapConfig(SourceConfig):
     active_directory: StrictBool = False
     timeouts: LdapTimeouts = LdapTimeouts()
     pool_size: StrictInt = Field(16, ge=1, le=256)
+    # Pooled connections idle longer than this are closed, not reused: AD drops idle ones after
+    # MaxConnIdleTime (900 s by default), and a bind on a dead one answers `network` (a bind is
+    # never retried, since the directory may have counted it).
+    idle_seconds: StrictFloat | StrictInt = Field(300, gt=0, le=900)
     policy: LdapPolicy = LdapPolicy()
     # The domain's account lockout threshold, when known: check-config warns unless the
     # gateway's per-username limit stays below it.
@@ -271,35 +282,48 @@ class _Failure(Exception):
 class _Pool:
     """Idle connections of one kind; at most one per worker thread is ever out or idle."""
 
-    def __init__(self, open_connection: Callable[[], Any]) -> None:
+    def __init__(
+        self,
+        open_connection: Callable[[], Any],
+        idle_seconds: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._open = open_connection
+        self._idle_seconds = idle_seconds
+        self._clock = clock
         self._idle: list[tuple[Any, float]] = []
         self._lock = threading.Lock()
         self._closed = False
 
     def take(self) -> tuple[Any, bool]:
-        """An idle connection (and True), or a newly opened one (and False)."""
-        now = time.monotonic()
+        """An idle connection still open (and True), or a newly opened one (and False)."""
+        while (conn := self._pop_recent()) is not None:
+            if _still_open(conn):
+                return conn, True
+            _unbind(conn)
+        return self._open(), False
+
+    def _pop_recent(self) -> Any | None:
+        """The idle connection used last; those idle longer than `idle_seconds` are closed."""
+        now = self._clock()
         stale = []
         conn = None
         with self._lock:
             while self._idle:
                 candidate, since = self._idle.pop()
-                if now - since <= MAX_IDLE_SECONDS:
+                if now - since <= self._idle_seconds:
                     conn = candidate
                     break
                 stale.append(candidate)
         for old in stale:
             _unbind(old)
-        if conn is not None:
-            return conn, True
-        return self._open(), False
+        return conn
 
     def give(self, conn: Any) -> None:
         """Return a healthy connection for reuse."""
         with self._lock:
             if not self._closed:
-                self._idle.append((conn, time.monotonic()))
+                self._idle.append((conn, self._clock()))
                 return
         _unbind(conn)
 
@@ -310,6 +334,23 @@ class _Pool:
             idle, self._idle = self._idle, []
         for conn, _ in idle:
             _unbind(conn)
+
+
+def _still_open(conn: Any) -> bool:
+    """False when an idle connection's socket is readable, or has none.
+
+    An idle LDAP connection is owed nothing, so anything to read is the server's close (EOF)
+    or its notice of disconnection: caught here, before a bind is sent on a dead connection.
+    """
+    try:
+        fd = conn.get_option(ldap.OPT_DESC)
+    except ldap.LDAPError:
+        return False
+    if not isinstance(fd, int) or fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN | select.POLLPRI)
+    return not poller.poll(0)
 
 
 def _unbind(conn: Any) -> None:
@@ -327,19 +368,23 @@ class LdapSource(Source):
         | frozenset({
             "invalid_credentials", "unknown_user", "ambiguous_username", "empty_password",
             "empty_username", "unsupported_characters", "ldap_unwilling", "ldap_busy",
+            "rate_limited_username",
         })
     )  # fmt: skip
     outage_reasons: ClassVar[frozenset[str]] = LDAP_OUTAGE_REASONS
     misconfiguration_reasons: ClassVar[frozenset[str]] = MISCONFIGURATION_REASONS
 
-    def __init__(self, config: SourceConfig) -> None:
+    def __init__(
+        self, config: SourceConfig, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not isinstance(config, LdapConfig):
             raise TypeError("LdapSource needs an LdapConfig")
         super().__init__(config)
         self.settings = config
         self._executor: ThreadPoolExecutor | None = None
-        self._binders = _Pool(self._open_connection)
-        self._searchers = _Pool(self._open_service_connection)
+        idle = float(config.idle_seconds)
+        self._binders = _Pool(self._open_connection, idle, clock)
+        self._searchers = _Pool(self._open_service_connection, idle, clock)
         self._reached = False
         self._last_error: str | None = "not_started"
         self._probe: asyncio.Task[None] | None = None
@@ -430,21 +475,40 @@ class LdapSource(Source):
         return None
 
     async def verify(self, username: str, password: str) -> Verdict:
-        """Bind as the user in a worker thread; LDAP errors become verdicts, never exceptions."""
+        """Find the user (search mode), reserve the account, bind; errors become verdicts.
+
+        The blocking steps run in worker threads; the account reservation runs on the event
+        loop between them, after the search said which account it is and before the password
+        goes out.
+        """
         if not password:
             # Never reaches a bind: an empty simple bind is anonymous and succeeds (RFC 4513).
             return self.verdict(Result.DENIED, "empty_password", sent=False)
         refused = self.unsupported_input(username, password)
         if refused is not None:
             return self.verdict(Result.DENIED, refused, sent=False)
+        bind = self.settings.bind
+        if isinstance(bind, SearchBind):
+            found = await self._in_worker(self._find, bind, username)
+            if isinstance(found, Verdict):
+                return found
+            name, identity = found
+            # UPN, mail and DOMAIN\user reach one account: it shares one per-user budget.
+            if not await self.services.reserve_account(identity):
+                return self.verdict(Result.DENIED, "rate_limited_username", sent=False)
+        else:
+            name = bind.name_for(username)
+        return await self._in_worker(self._bind_as, name, password)
+
+    async def _in_worker(self, step: Callable[..., T], *args: Any) -> T | Verdict:
+        """Run one blocking step in a worker thread; never one the caller has given up on."""
         executor = self._executor
         if executor is None:
             return self.verdict(Result.UNAVAILABLE, "not_ready", sent=False)
         abandoned = threading.Event()
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(
-                executor, self._verify_blocking, username, password, abandoned
+            return await asyncio.get_running_loop().run_in_executor(
+                executor, self._run_step, abandoned, step, *args
             )
         except asyncio.CancelledError:
             # The hook's deadline passed: a worker that has not sent the bind yet must not.
@@ -453,20 +517,14 @@ class LdapSource(Source):
         except RuntimeError:  # the executor was shut down (close() during a reload)
             return self.verdict(Result.UNAVAILABLE, "not_ready", sent=False)
 
-    def _verify_blocking(self, username: str, password: str, abandoned: threading.Event) -> Verdict:
-        """Find the user (search mode), then bind; runs in a worker thread."""
-        bind = self.settings.bind
+    def _run_step(
+        self, abandoned: threading.Event, step: Callable[..., T], *args: Any
+    ) -> T | Verdict:
+        """The step unless abandoned while queued; a `_Failure` becomes its verdict."""
+        if abandoned.is_set():
+            return self.verdict(Result.UNAVAILABLE, "timeout", sent=False)
         try:
-            if isinstance(bind, SearchBind):
-                found = self._find(bind, username)
-                if isinstance(found, Verdict):
-                    return found
-                name = found
-            else:
-                name = bind.name_for(username)
-            if abandoned.is_set():
-                return self.verdict(Result.UNAVAILABLE, "timeout", sent=False)
-            return self._bind_as(name, password)
+            return step(*args)
         except _Failure as failure:
             if failure.reason in MISCONFIGURATION_REASONS:
                 logger.error(
@@ -475,14 +533,14 @@ class LdapSource(Source):
                 )
             return self.verdict(failure.result, failure.reason, sent=failure.sent)
 
-    def _find(self, bind: SearchBind, username: str) -> str | Verdict:
-        """The DN of the one entry the filter matches, or a verdict (none, several)."""
+    def _find(self, bind: SearchBind, username: str) -> tuple[str, str] | Verdict:
+        """The DN and directory identity of the one entry the filter matches, or a verdict."""
         flt = bind.filter_for(username)
         for attempt in (1, 2):
             conn, reused = self._searchers.take()
             try:
                 results = conn.search_ext_s(
-                    bind.base_dn, ldap.SCOPE_SUBTREE, flt, ["1.1"], sizelimit=2
+                    bind.base_dn, ldap.SCOPE_SUBTREE, flt, list(IDENTITY_ATTRIBUTES), sizelimit=2
                 )
             except ldap.SIZELIMIT_EXCEEDED:
                 self._searchers.give(conn)
@@ -490,17 +548,19 @@ class LdapSource(Source):
             except ldap.LDAPError as err:
                 _unbind(conn)
                 if reused and attempt == 1 and isinstance(err, ldap.SERVER_DOWN):
-                    continue  # a pooled connection the server had closed: once more, fresh
-                # A search carries the username, never the password.
+                    # A pooled connection the server had closed: once more, fresh. Safe for a
+                    # search, which carries the username, never the password.
+                    continue
                 raise self._failure(err, sent=False) from None
             self._searchers.give(conn)
             # AD adds search references (dn None) for other partitions: not entries.
-            dns = [dn for dn, _ in results if dn is not None]
-            if not dns:
+            entries = [(dn, attrs) for dn, attrs in results if dn is not None]
+            if not entries:
                 return self.verdict(Result.DENIED, "unknown_user", unknown_user=True, sent=False)
-            if len(dns) > 1:
+            if len(entries) > 1:
                 return self._ambiguous()
-            return str(dns[0])
+            dn, attrs = entries[0]
+            return str(dn), account_identity(str(dn), attrs)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _ambiguous(self) -> Verdict:
@@ -508,23 +568,23 @@ class LdapSource(Source):
         return self.verdict(Result.DENIED, "ambiguous_username", sent=False)
 
     def _bind_as(self, name: str, password: str) -> Verdict:
-        """Simple bind on a pooled connection; one retry if a pooled connection was dead."""
-        for attempt in (1, 2):
-            conn, reused = self._binders.take()
-            try:
-                conn.simple_bind_s(name, password)
-            except ldap.INVALID_CREDENTIALS as err:
-                self._binders.give(conn)
-                return self._invalid_credentials(err)
-            except ldap.LDAPError as err:
-                _unbind(conn)
-                if reused and attempt == 1 and isinstance(err, ldap.SERVER_DOWN):
-                    # Closed while idle (AD's MaxConnIdleTime): the server never read this bind.
-                    continue
-                raise self._failure(err, sent=True) from None
+        """One simple bind on a pooled connection, never retried.
+
+        When a connection fails under a bind, whether the directory read it (and counted a
+        wrong password towards its lockout) cannot be known: a retry could count it twice.
+        `idle_seconds` keeps dead pooled connections rare instead.
+        """
+        conn, _ = self._binders.take()
+        try:
+            conn.simple_bind_s(name, password)
+        except ldap.INVALID_CREDENTIALS as err:
             self._binders.give(conn)
-            return self.verdict(Result.VERIFIED, "ok")
-        raise AssertionError("unreachable")  # pragma: no cover
+            return self._invalid_credentials(err)
+        except ldap.LDAPError as err:
+            _unbind(conn)
+            raise self._failure(err, sent=True) from None
+        self._binders.give(conn)
+        return self.verdict(Result.VERIFIED, "ok")
 
     def _invalid_credentials(self, err: ldap.LDAPError) -> Verdict:
         """Result 49: plain LDAP says only "no"; AD says why in `data NNN`."""
@@ -554,6 +614,8 @@ class LdapSource(Source):
         # Never chase referrals: that would bind (with the user's password) to another server.
         conn.set_option(ldap.OPT_REFERRALS, 0)
         conn.set_option(ldap.OPT_NETWORK_TIMEOUT, settings.timeouts.connect_seconds)
+        # Bounds the TLS handshake (ldaps:// and StartTLS) by connect_seconds (see the constant).
+        conn.set_option(OPT_CONNECT_ASYNC, ldap.OPT_ON)
         conn.set_option(ldap.OPT_TIMEOUT, settings.timeouts.operation_seconds)
         conn.timeout = settings.timeouts.operation_seconds  # python-ldap's *_s calls
         if settings.encrypted:
@@ -578,11 +640,10 @@ class LdapSource(Source):
     def _handshake_problem(self) -> str | None:
         """Connect (and for ldaps, shake hands) once in Python, with timeouts, before libldap.
 
-        libldap puts no timeout on a TLS handshake: a server that accepts connections but never
-        answers (hung, stopped) would hold a worker thread for good. It also reports an
-        untrusted certificate as "can't contact", which an operator could not act on. This
-        costs one extra handshake per new pooled connection, and tells `timeout`, `network`
-        and `tls_error` apart.
+        libldap reports an untrusted certificate as "can't contact", which an operator could
+        not act on. This costs one extra handshake per new pooled connection, and tells
+        `timeout`, `network` and `tls_error` apart. libldap's own handshake right after is
+        bounded too (`OPT_CONNECT_ASYNC`): a server can freeze between the two.
         """
         settings = self.settings
         parts = urlsplit(settings.url)
@@ -651,7 +712,8 @@ def classify(err: ldap.LDAPError) -> str:
     if isinstance(err, ldap.CONNECT_ERROR):  # StartTLS refused or its handshake failed
         return "tls_error"
     if isinstance(err, ldap.SERVER_DOWN):
-        return "network"
+        # A TLS handshake that ran out of OPT_NETWORK_TIMEOUT is reported as "can't contact".
+        return "timeout" if _details(err).get("errno") == errno.ETIMEDOUT else "network"
     if isinstance(err, ldap.STRONG_AUTH_REQUIRED | ldap.CONFIDENTIALITY_REQUIRED):
         return "ldap_strong_auth_required"
     if isinstance(err, ldap.UNWILLING_TO_PERFORM):
