@@ -177,6 +177,16 @@ class AttemptLimits:
             windows.append(Window("ip", f"fail-ip:{ip_key}", limit.failures, limit.window_seconds))
         return tuple(windows)
 
+    def account_window(self, account_key: str) -> Window | None:
+        """The per-username window for an account a source found (None when the limit is off).
+
+        The same budget as a typed username's, so all the names of one account share one.
+        """
+        limit = self._per_username
+        if limit is None:
+            return None
+        return Window("username", f"fail-user:{account_key}", limit.failures, limit.window_seconds)
+
 
 class CircuitState(IntEnum):
     """Values of `gateway_source_circuit_state`."""

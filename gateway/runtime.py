@@ -34,7 +34,7 @@ from gateway.hook_oauth import HookAuthenticator, KeySets
 from gateway.logs import UsernameRedactor, apply_log_levels
 from gateway.metrics import GatewayMetrics
 from gateway.protection import KeyMaker, SingleFlight
-from gateway.service import PasswordImportService
+from gateway.service import PasswordImportService, reserve_account
 from gateway.shadow import ShadowRunner
 from gateway.state import Namespace, SharedState
 from plugins.base import Source, SourceConfig, SourceServices, derive_key
@@ -188,6 +188,7 @@ class Runtime:
                 # A key of its own, never the master secret: a (third-party) plugin can derive
                 # and unseal only what is under its own name.
                 hmac_secret=derive_key(self._secret, "source", name),
+                reserve_account=reserve_account,
             )
         )
         metrics.declare_sources([name])

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig, ShadowConfig
@@ -53,6 +55,26 @@ class _Attempt:
     token: str = field(default_factory=lambda: secrets.token_hex(8))
     reserved: bool = False
     spent: bool = False
+    # Windows of accounts the sources found (`reserve_account`), released with the others.
+    account_keys: list[str] = field(default_factory=list)
+    # Why a source's account reservation was refused: the request is refused as a whole.
+    refusal: str | None = None
+
+
+# The account reservation of the source call running in this task (see `reserve_account`).
+_ACCOUNT_RESERVER: ContextVar[Callable[[str], Awaitable[bool]] | None] = ContextVar(
+    "account_reserver", default=None
+)
+
+
+async def reserve_account(identity: str) -> bool:
+    """`SourceServices.reserve_account`: reserve the running sign-in against a found account.
+
+    A source calls it from its `verify`, in the task of the service's call, which set the
+    reserver; outside a sign-in (no reserver) nothing is limited.
+    """
+    reserver = _ACCOUNT_RESERVER.get()
+    return True if reserver is None else await reserver(identity)
 
 
 class _Refused(Exception):
@@ -176,7 +198,9 @@ class PasswordImportService:
         # store that may be what is stalling; a kept slot only errs on the strict side.
         cancelled = task is not None and task.cancelling() > 0
         if attempt.reserved and not attempt.spent and not cancelled:
-            await self.protection.release([w.key for w in attempt.windows], attempt.token)
+            await self.protection.release(
+                [*(w.key for w in attempt.windows), *attempt.account_keys], attempt.token
+            )
 
     def _offer_shadow(
         self, route: str, shadow: ShadowConfig, username: str, password: str, verdict: Verdict
@@ -261,6 +285,28 @@ class PasswordImportService:
         attempt.reserved = True
         return None
 
+    async def _reserve_account(self, source: str, attempt: _Attempt, identity: str) -> bool:
+        """Reserve the attempt in the window of the account `source` found (its directory id).
+
+        Keyed by HMAC of the source and the widened id, so no clear id reaches the store; kept
+        or given back with the username's reservation. False refuses the request.
+        """
+        window = self.attempt_limits.account_window(
+            self.keys("account", source, limiter_username(identity))
+        )
+        if window is None or window.key in attempt.account_keys:
+            return True
+        result = await self.protection.admit((window,), (), attempt.token)
+        if result.admitted:
+            attempt.account_keys.append(window.key)
+            return True
+        if result.admission is Admission.FULL:
+            attempt.refusal = "protection_full"
+        else:
+            self.metrics.rate_limited.labels(limit="username").inc()
+            attempt.refusal = "rate_limited_username"
+        return False
+
     async def _call(
         self,
         source: Source,
@@ -287,6 +333,9 @@ class PasswordImportService:
             return self._gateway_verdict(source.verdict(Result.UNAVAILABLE, reason), limit)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        reserver = _ACCOUNT_RESERVER.set(
+            functools.partial(self._reserve_account, source.name, attempt)
+        )
         try:
             async with asyncio.timeout_at(deadline), guard.concurrency:
                 verdict = await source.verify(username, password)
@@ -295,6 +344,11 @@ class PasswordImportService:
         except Exception:  # a plugin bug must not become a 5xx to Okta
             logger.exception("source raised instead of answering", extra={"source": source.name})
             verdict = source.verdict(Result.UNAVAILABLE, "other")
+        finally:
+            _ACCOUNT_RESERVER.reset(reserver)
+        if attempt.refusal is not None:
+            # The account's budget was used up through another of its names: nothing was sent.
+            raise _Refused(attempt.refusal)
         if not isinstance(verdict, Verdict):  # a third-party plugin returned garbage
             logger.error("source returned no verdict", extra={"source": source.name})
             verdict = source.verdict(Result.UNAVAILABLE, "other")

@@ -188,6 +188,8 @@ class Slapd:
     service_password: str = field(default_factory=lambda: f"Svc-{secrets.token_hex(8)}")
     ldap_port: int = field(default_factory=free_port)
     ldaps_port: int = field(default_factory=free_port)
+    # slapd's -d level: "stats" logs every BIND to slapd.log (`binds` counts them).
+    debug: str = "0"
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -271,7 +273,7 @@ class Slapd:
         urls = f"{self.ldap_url}/ {self.ldaps_url}/"
         with log.open("ab") as out:
             self.process = subprocess.Popen(
-                [find_program("slapd") or "slapd", "-d", "0", "-f", str(conf), "-h", urls],
+                [find_program("slapd") or "slapd", "-d", self.debug, "-f", str(conf), "-h", urls],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -284,6 +286,11 @@ class Slapd:
             return
         _stop(self.process)
         self.process = None
+
+    def binds(self, uid: str) -> int:
+        """How many simple binds as this user slapd received (needs `debug="stats"`)."""
+        log = (self.root / "slapd.log").read_text(errors="replace")
+        return log.count(f'BIND dn="{self.user_dn(uid)}" method=128')
 
     def pause(self) -> None:
         """Freeze the daemon: the kernel still accepts connections, nothing ever answers."""
