@@ -34,6 +34,7 @@ from tests.ldap_servers import (
     missing_packages,
     ports_in_use,
 )
+from tests.tcp_saboteur import Relay
 
 LOCKOUT_THRESHOLD = 5
 GATEWAY_USER_LIMIT = 3  # below the domain's threshold, as check-config asks
@@ -56,6 +57,8 @@ ACCOUNTS = {
         _user("hammer"),
         _user("svcgateway"),
         _user("adonly", mail="adonly@contoso.com"),
+        _user("deadpool"),
+        _user("multi", mail="multi.name@contoso.com"),
         # Also in the Entra test directory, with another password there.
         _user("iris", mail="iris@contoso.com"),
     ]
@@ -310,3 +313,51 @@ async def test_wrong_password_in_ad_is_never_tried_against_entra(
     status, body = await post_hook(client, "iris@contoso.com", ENTRA_USERS["iris@contoso.com"])
     assert (status, credential(body)) == (200, "UNVERIFIED")
     assert entra_token_requests(entra, "iris@contoso.com") == 0
+
+
+async def test_a_wrong_password_on_a_dead_pooled_connection_counts_once_at_ad(dc: SambaDC) -> None:
+    relay = Relay(dc.ldaps_port)
+    src = await started(dc, direct_source(dc, url=f"ldaps://127.0.0.1:{relay.port}"))
+    try:
+        first = await src.verify(dc.upn("deadpool"), "Wrong#Dead-0001x")
+        assert (first.result, first.reason) == (Result.DENIED, "ad_52e")
+        # The pooled connection dies under the next bind, after the DC has read it.
+        relay.doom_open_connections()
+        verdict = await src.verify(dc.upn("deadpool"), "Wrong#Dead-0002x")
+        assert (verdict.result, verdict.reason, verdict.sent) == (
+            Result.UNAVAILABLE, "network", True,
+        )  # fmt: skip
+        assert bad_password_count(dc, "deadpool") == 2  # one per wrong password, never a resend
+    finally:
+        await src.close()
+        relay.close()
+
+
+async def test_upn_mail_and_domain_name_of_one_account_share_one_budget(
+    dc: SambaDC, aiohttp_client: Any
+) -> None:
+    source = search_source(dc)
+    source["bind"]["filter"] = (
+        "(|(userPrincipalName={username})(mail={username})(sAMAccountName={username}))"
+    )
+    routes = [
+        {"match": {"domains": [dc.upn_suffix, "contoso.com"]}, "sources": ["ad"]},
+        # CORP\multi -> multi (the sAMAccountName)
+        {"match": {"regex": r"^corp\\"}, "rewrite": {"pattern": r"(?i)^corp\\", "replacement": ""},
+         "sources": ["ad"]},
+    ]  # fmt: skip
+    # Below the domain's threshold, so a bind that got through would still count at the DC.
+    budget = LOCKOUT_THRESHOLD - 1
+    limits = {"per_username": {"failures": budget, "window_seconds": 900}, "per_ip": None}
+    config = yaml.safe_load(config_text(dc, source, rate_limits=limits))
+    config["routes"] = routes
+    client = await aiohttp_client(create_app(parse_config(yaml.safe_dump(config), env={})))
+    names = [dc.upn("multi"), "multi.name@contoso.com", "CORP\\multi", dc.upn("multi")]
+    for i, name in enumerate(names):
+        status, body = await post_hook(client, name, f"Wrong#Multi-{i}x")
+        assert (status, credential(body)) == (200, "UNVERIFIED")
+    assert bad_password_count(dc, "multi") == budget
+    # Each name form has budget left of its own; the account does not.
+    status, body = await post_hook(client, "multi.name@contoso.com", "Wrong#Multi-5x")
+    assert (status, credential(body)) == (200, "UNVERIFIED")
+    assert bad_password_count(dc, "multi") == budget  # refused before any bind
