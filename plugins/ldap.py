@@ -213,7 +213,7 @@ class LdapConfig(SourceConfig):
     # Pooled connections idle longer than this are closed, not reused: AD drops idle ones after
     # MaxConnIdleTime (900 s by default), and a bind on a dead one answers `network` (a bind is
     # never retried, since the directory may have counted it).
-    idle_seconds: StrictFloat | StrictInt = Field(300, gt=0, le=900)
+    idle_seconds: StrictFloat = Field(300.0, gt=0, le=900)
     policy: LdapPolicy = LdapPolicy()
     # The domain's account lockout threshold, when known: check-config warns unless the
     # gateway's per-username limit stays below it.

@@ -56,6 +56,7 @@ def test_defaults() -> None:
     assert config.active_directory is False
     assert config.pool_size == 16
     assert config.lockout_threshold is None
+    assert config.idle_seconds == 300  # below AD's MaxConnIdleTime (900 s)
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,9 @@ def test_start_tls_makes_ldap_acceptable() -> None:
         ({"bind": {"mode": "direct", "template": "uid=x"}}, "sources[0].bind.direct.template"),
         ({"bind": {"mode": "kerberos"}}, "sources[0].bind"),
         ({"pool_size": 0}, "sources[0].pool_size"),
+        ({"idle_seconds": 0}, "sources[0].idle_seconds"),
+        ({"idle_seconds": 901}, "sources[0].idle_seconds"),
+        ({"idle_seconds": "5m"}, "sources[0].idle_seconds"),
         ({"lockout_threshold": 0}, "sources[0].lockout_threshold"),
         ({"policy": {"password_expired": "maybe"}}, "sources[0].policy.password_expired"),
         ({"timeouts": {"read_seconds": 1.0}}, "sources[0].timeouts.read_seconds"),
