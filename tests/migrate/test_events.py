@@ -88,17 +88,24 @@ def _processor(recorded: Recorded | None = None) -> EventProcessor:
         b"[1, 2]",
         b'{"data": {}}',
         b'{"data": {"events": {}}}',
-        b'{"data": {"events": [1]}}',
-        b'{"data": {"events": [{"eventType": "user.lifecycle.create"}]}}',
-        b'{"data": {"events": [{"uuid": "u1"}]}}',
-        b'{"data": {"events": [{"uuid": 7, "eventType": "x"}]}}',
-        json.dumps({"data": {"events": [{"uuid": "u" * 65, "eventType": "x"}]}}).encode(),
         b"[" * 100_000,
     ],
 )
 def test_what_is_not_an_event_envelope_is_refused(body: bytes) -> None:
     with pytest.raises(BadEnvelope):
         parse_delivery(body)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [1, {"eventType": "user.lifecycle.create"}, {"uuid": "u1"}, {"uuid": 7, "eventType": "x"},
+     {"uuid": "u" * 65, "eventType": "x"}],
+)  # fmt: skip
+def test_an_event_without_a_usable_uuid_or_type_is_left_out_not_the_delivery(raw: Any) -> None:
+    good = event(IMPORT, okta_id(1))
+    delivery = parse_delivery(json.dumps(envelope([raw, good])).encode())
+    assert [e.uuid for e in delivery.events] == [good["uuid"]]
+    assert len(delivery.unusable) == 1
 
 
 def test_extra_and_missing_fields_are_accepted() -> None:
