@@ -509,9 +509,20 @@ class EventProcessor:
         results: list[Outcome | Literal["queued"]] = []
         async with ledger.transaction() as transaction:
             new = await transaction.record_events([event.ledger_row() for event in chunk])
-            imports = [event for event in chunk if _import_success(event)]
-            known = await transaction.users_by_okta_ids(e.user_id for e in imports if e.user_id)
-            logins = {e.user_login for e in imports if e.user_id not in known and e.user_login}
+            imports = [
+                (e, is_new) for e, is_new in zip(chunk, new, strict=True) if _import_success(e)
+            ]
+            known = await transaction.users_by_okta_ids(
+                e.user_id for e, n in imports if n and e.user_id
+            )
+            # A redelivered event's mark was committed with it; only a row still pending (an
+            # event recorded by an older gateway, which marked in a second transaction) is read.
+            known |= await transaction.users_by_okta_ids(
+                (e.user_id for e, n in imports if not n and e.user_id), pending_only=True
+            )
+            logins = {
+                e.user_login for e, n in imports if n and e.user_id not in known and e.user_login
+            }
             by_login = await transaction.users_by_logins(logins) if logins else {}
             context = _Context(snapshot, known, by_login)
             for event, is_new in zip(chunk, new, strict=True):
@@ -573,9 +584,14 @@ class EventProcessor:
 
 
 def _redelivered(event: HookEvent, context: _Context) -> Outcome:
-    """A duplicate: nothing, unless it is a SUCCESS whose first delivery died before the mark."""
+    """A duplicate: nothing, unless it is a SUCCESS whose user is still pending.
+
+    Its chunk committed the mark with the event; a pending user means the event was recorded by
+    an older gateway that marked in a second transaction and died between the two.
+    """
     if (
         _import_success(event)
+        and event.user_id in context.known
         and not context.is_migrated(event)
         and context.migrated(event) == "recorded"
     ):

@@ -91,7 +91,7 @@ PREPARE_EVENTS = (CREATE_EVENT, APP_MEMBERSHIP_EVENT)
 
 
 # Events per ledger transaction, chosen with bench/event_delivery.py (events/s, loop hold).
-DEFAULT_CHUNK_EVENTS = 1000
+DEFAULT_CHUNK_EVENTS = 500
 
 
 class EventHookConfig(_Strict):
