@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -45,13 +45,14 @@ from gateway.okta_api import OktaApiClient
 from gateway.runtime import RUNTIME
 from gateway.serve_ledger import SERVE_LEDGER, LedgerUnavailable
 
+if TYPE_CHECKING:
+    from gateway.ledger import Ledger  # SQLAlchemy loads only when the ledger opens
+
 logger = logging.getLogger(__name__)
 event_logger = logging.getLogger("gateway.event_hook")
 
 CHALLENGE_HEADER: Final = "x-okta-verification-challenge"
 _MAX_CHALLENGE: Final = 1024
-# Okta waits 3 s; what is not recorded by then is answered 503 and comes again once.
-ANSWER_BUDGET_SECONDS: Final = 2.5
 # Background actions: attempts per action and the first wait between them (doubling).
 ACTION_ATTEMPTS: Final = 4
 ACTION_BACKOFF_SECONDS = 1.0
@@ -67,7 +68,52 @@ class EventHook:
         self.settings = settings
         self.metrics = metrics
         self.actions: ActionQueue | None = None
-        self.processor = EventProcessor()
+        # The loop's clock: the handler's deadline is taken on it.
+        self.processor = EventProcessor(
+            chunk_events=settings.chunk_events, clock=lambda: asyncio.get_running_loop().time()
+        )
+        self._applying: set[asyncio.Task[DeliveryOutcome]] = set()  # answered or not
+
+    def start(
+        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot, deadline: float
+    ) -> asyncio.Task[DeliveryOutcome]:
+        """Apply a delivery in a task of its own, which outlives the answer if it must."""
+        task = asyncio.create_task(self._apply(ledger, delivery, snapshot, deadline))
+        self._applying.add(task)
+        task.add_done_callback(self._finished)
+        return task
+
+    async def _apply(
+        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot, deadline: float
+    ) -> DeliveryOutcome:
+        """Apply, and count what was applied, even when the answer went out before."""
+        outcome = DeliveryOutcome()
+        try:
+            return await self.processor.process(
+                ledger, delivery, snapshot, deadline=deadline, outcome=outcome
+            )
+        finally:
+            for (label, result), count in outcome.counts.items():
+                self.metrics.okta_events.labels(type=label, outcome=result).inc(count)
+
+    def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
+        self._applying.discard(task)
+        # Retrieved here: after a 503 for time, nobody else awaits the task.
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning(
+                "event delivery not fully recorded",
+                extra={"error": type(task.exception()).__name__},
+            )
+
+    async def drain(self, seconds: float) -> None:
+        """Let deliveries still committing finish (bounded), then cancel what is left."""
+        pending = set(self._applying)
+        if not pending:
+            return
+        _done, late = await asyncio.wait(pending, timeout=seconds)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
 
 
 EVENT_HOOK = web.AppKey("event_hook", EventHook)
@@ -86,6 +132,7 @@ def add_event_hook(app: web.Application, config: GatewayConfig, metrics: Gateway
     app.router.add_get(settings.path, handle_verification)
     app.router.add_post(settings.path, handle_delivery)
     app.cleanup_ctx.append(_actions_ctx)
+    app.cleanup_ctx.append(_deliveries_ctx)  # cleaned up first: a delivery queues actions
 
 
 def _okta_client(config: GatewayConfig, metrics: GatewayMetrics) -> OktaApiClient | None:
@@ -130,6 +177,12 @@ async def _actions_ctx(app: web.Application) -> AsyncIterator[None]:
         finally:
             hook.processor.actions = None
             await actions.close(config.server.shutdown_grace_seconds)
+
+
+async def _deliveries_ctx(app: web.Application) -> AsyncIterator[None]:
+    """At exit, deliveries still committing (answered 503 already) finish or are cancelled."""
+    yield
+    await app[EVENT_HOOK].drain(app[RUNTIME].current.config.server.shutdown_grace_seconds)
 
 
 async def handle_verification(request: web.Request) -> web.Response:
@@ -181,18 +234,23 @@ async def _record(
     snapshot = Snapshot(current.config, current.service.router, current.sources)
     try:
         ledger = serve_ledger.require()
-        async with asyncio.timeout(ANSWER_BUDGET_SECONDS):
-            outcome = await hook.processor.process(ledger, delivery, snapshot)
     except LedgerUnavailable:
         return _answer(request, 503, "the migration ledger is not open yet", delivery=delivery)
+    deadline = started + hook.settings.budget_seconds
+    task = hook.start(ledger, delivery, snapshot, deadline)
+    try:
+        # Shielded: a chunk that is committing when the answer is due finishes (or rolls back)
+        # whole in the background; a cancelled commit could leave the connection unusable.
+        async with asyncio.timeout_at(deadline):
+            outcome = await asyncio.shield(task)
     except TimeoutError:
         return _answer(request, 503, "the migration ledger is too slow", delivery=delivery)
     except Exception as err:  # noqa: BLE001 - the ledger failed to record: Okta retries once
         # Only the type: a database error's text can quote logins and ids.
         logger.warning("event delivery not recorded", extra={"error": type(err).__name__})
         return _answer(request, 503, "the migration ledger is unavailable", delivery=delivery)
-    for (label, result), count in outcome.counts.items():
-        hook.metrics.okta_events.labels(type=label, outcome=result).inc(count)
+    if not outcome.complete:
+        return _answer(request, 503, "the migration ledger is too slow", delivery=delivery)
     seconds = asyncio.get_running_loop().time() - started
     _log(request, 200, "recorded", delivery, outcome, seconds)
     return web.Response(status=200)

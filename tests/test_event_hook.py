@@ -197,7 +197,7 @@ async def test_what_is_not_json_is_415(client: Client, headers: dict[str, str]) 
 
 @pytest.mark.parametrize(
     "body",
-    [b"{", b'{"data": {"events": "no"}}', b'{"data": {"events": [{"uuid": "x"}]}}', b"[]"],
+    [b"{", b'{"data": {"events": "no"}}', b'{"data": [{"uuid": "x"}]}', b"[]"],
 )
 async def test_what_is_not_an_event_envelope_is_400(client: Client, body: bytes) -> None:
     response = await _post(client, body)
@@ -284,3 +284,18 @@ def test_event_actions_without_okta_api_are_a_config_problem(
         parse_config(yaml.safe_dump(data), env={})
     text = "\n".join(raised.value.lines())
     assert "okta.api" in text and "okta.org_url" in text
+
+
+async def test_an_odd_timestamp_beside_a_good_event_is_counted_failed_and_answered_200(
+    client: Client, ledger_users: Callable[[], Awaitable[dict[str, Any]]]
+) -> None:
+    # Valid ISO 8601, but out of range once moved to UTC: it raised OverflowError (a 500).
+    odd = event(IMPORT, okta_id(1), "u1@contoso.com", published="0001-01-01T00:00:00+14:00")
+    response = await _post(client, envelope([odd, event(IMPORT, okta_id(0), "u0@contoso.com")]))
+    assert response.status == 200
+    state = await ledger_users()
+    assert state["events"] == {(IMPORT, "SUCCESS"): 1}
+    assert state["users"][0] is not None and state["users"][0].state is UserState.MIGRATED
+    assert state["users"][1] is None  # the odd event marked nobody
+    assert _count(client, IMPORT, "failed") == 1
+    assert _count(client, IMPORT, "recorded") == 1

@@ -24,7 +24,7 @@ from gateway.ledger.models import (
 from gateway.ledger.recorder import DecisionRecorder, DecisionSink
 
 if TYPE_CHECKING:
-    from gateway.ledger.store import Ledger, LedgerError, open_ledger
+    from gateway.ledger.store import Ledger, LedgerError, LedgerTransaction, open_ledger
     from gateway.ledger.upgrade import LedgerSchemaError, head_revision
     from gateway.ledger.url import (
         LedgerUrlError,
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "Ledger": "store",
     "LedgerError": "store",
+    "LedgerTransaction": "store",
     "open_ledger": "store",
     "LedgerSchemaError": "upgrade",
     "head_revision": "upgrade",
@@ -67,6 +68,7 @@ __all__ = [
     "Ledger",
     "LedgerError",
     "LedgerSchemaError",
+    "LedgerTransaction",
     "LedgerUrlError",
     "LedgerUser",
     "OktaEvent",

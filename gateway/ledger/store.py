@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
-    Insert,
     Row,
     Table,
     and_,
@@ -80,6 +79,44 @@ _SQLITE_UPSERT_VERIFIED = (
     "excluded.okta_id), updated_at = excluded.updated_at "
     "WHERE ledger_users.last_decision_at IS NULL "
     "OR ledger_users.last_decision_at <= excluded.last_decision_at"
+)
+
+
+_EVENT_COLUMNS = ("uuid", "type", "outcome", "okta_user_id", "published_at", "received_at")
+_SQLITE_INSERT_EVENTS = (
+    "INSERT INTO ledger_events (uuid, type, outcome, okta_user_id, published_at, received_at) "
+    "VALUES {rows} "
+    "ON CONFLICT (uuid) DO NOTHING RETURNING uuid"
+)
+
+
+async def _insert_events_sqlite(
+    connection: AsyncConnection, values: Sequence[Mapping[str, Any]]
+) -> set[str]:
+    """Record events on SQLite with multi-row INSERTs of plain values; the uuids inserted.
+
+    The driver takes no RETURNING with executemany, and SQLAlchemy's per-row processing of the
+    Core statement was half of a large delivery's time in the gateway's process.
+    """
+    inserted: set[str] = set()
+    for start in range(0, len(values), _EVENT_CHUNK):
+        part = values[start : start + _EVENT_CHUNK]
+        params: list[Any] = []
+        for row in part:
+            params.extend(
+                _sqlite_time(row[name]) if name.endswith("_at") and row[name] else row[name]
+                for name in _EVENT_COLUMNS
+            )
+        sql = _SQLITE_INSERT_EVENTS.format(rows=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(part)))
+        result = await connection.exec_driver_sql(sql, tuple(params))
+        inserted.update(result.scalars())
+    return inserted
+
+
+# LedgerTransaction.mark_rows_migrated on SQLite; parameters: migrated_at, now, row id.
+_SQLITE_MARK_ROW_MIGRATED = (
+    "UPDATE ledger_users SET state = 'migrated', migrated_at = ?, updated_at = ? "
+    "WHERE id = ? AND state IN ('created', 'hooked', 'activated')"
 )
 
 
@@ -252,6 +289,27 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
+async def _users_where(
+    connection: AsyncConnection,
+    column: ColumnElement[Any],
+    values: Iterable[str],
+    condition: ColumnElement[bool] | None = None,
+) -> dict[str, list[LedgerUser]]:
+    """The rows whose `column` (okta_id or login) is one of `values`, keyed by that value."""
+    wanted = sorted(set(values))
+    found: dict[str, list[LedgerUser]] = {}
+    for start in range(0, len(wanted), _EVENT_CHUNK):
+        statement = select(users).where(column.in_(wanted[start : start + _EVENT_CHUNK]))
+        if condition is not None:
+            statement = statement.where(condition)
+        statement = statement.order_by(users.c.id)
+        for row in (await connection.execute(statement)).all():
+            user = _user(row)
+            key = user.okta_id if column is users.c.okta_id else user.login
+            found.setdefault(str(key), []).append(user)
+    return found
+
+
 class Ledger:
     """The migration ledger on one database; every method is one transaction."""
 
@@ -287,6 +345,12 @@ class Ledger:
         """A read-only transaction, rolled back at the end."""
         async with self._reader.connect() as connection:
             yield connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[LedgerTransaction]:
+        """One write transaction for several steps that must commit together (or not at all)."""
+        async with self._write() as connection:
+            yield LedgerTransaction(self, connection)
 
     def _insert(self, table: Table) -> postgresql.Insert | sqlite.Insert:
         """The dialect's INSERT, which has ON CONFLICT on both databases."""
@@ -376,7 +440,15 @@ class Ledger:
         )
 
     async def record_users(self, records: Sequence[UserRecord]) -> None:
-        """Upsert users by (source, login) in one transaction; idempotent.
+        """Upsert users by (source, login) in one transaction; see `LedgerTransaction`."""
+        if records:
+            async with self.transaction() as transaction:
+                await transaction.record_users(records)
+
+    async def _upsert_users(
+        self, connection: AsyncConnection, records: Sequence[UserRecord]
+    ) -> None:
+        """Upsert users by (source, login); idempotent.
 
         - A new (source, login) is inserted; recording the same thing again changes nothing but
           `updated_at`.
@@ -445,8 +517,7 @@ class Ledger:
                 "updated_at": new.updated_at,
             },
         )
-        async with self._write() as connection:
-            await connection.execute(statement, rows)
+        await connection.execute(statement, rows)
 
     async def get_user(self, source: str, login: str) -> LedgerUser | None:
         """The user recorded for (source, login), or None."""
@@ -467,29 +538,13 @@ class Ledger:
 
         Ids nobody is recorded with are absent from the answer.
         """
-        return await self._users_where(users.c.okta_id, okta_ids)
+        async with self._read() as connection:
+            return await _users_where(connection, users.c.okta_id, okta_ids)
 
     async def users_by_logins(self, logins: Iterable[str]) -> dict[str, list[LedgerUser]]:
         """Every source's row for each of these logins, in one read (an event delivery)."""
-        return await self._users_where(users.c.login, logins)
-
-    async def _users_where(
-        self, column: ColumnElement[Any], values: Iterable[str]
-    ) -> dict[str, list[LedgerUser]]:
-        wanted = sorted(set(values))
-        found: dict[str, list[LedgerUser]] = {}
         async with self._read() as connection:
-            for start in range(0, len(wanted), _EVENT_CHUNK):
-                statement = (
-                    select(users)
-                    .where(column.in_(wanted[start : start + _EVENT_CHUNK]))
-                    .order_by(users.c.id)
-                )
-                for row in (await connection.execute(statement)).all():
-                    user = _user(row)
-                    key = user.okta_id if column is users.c.okta_id else user.login
-                    found.setdefault(str(key), []).append(user)
-        return found
+            return await _users_where(connection, users.c.login, logins)
 
     async def users_in_state(
         self, source: str, states: UserState | Iterable[UserState], *, page_size: int = 500
@@ -746,12 +801,17 @@ class Ledger:
         return new
 
     async def record_events(self, batch: Sequence[OktaEvent]) -> list[bool]:
-        """Record a delivery's events in one transaction; per event, True if seen for the first time.
+        """Record events in one transaction; per event, True if seen for the first time.
 
-        `INSERT ... ON CONFLICT DO NOTHING RETURNING uuid`: of any number of concurrent
-        deliveries of one uuid, across replicas, exactly one gets True. A uuid repeated within
-        the batch is True once.
+        See `LedgerTransaction.record_events`.
         """
+        async with self.transaction() as transaction:
+            return await transaction.record_events(batch)
+
+    async def _insert_events(
+        self, connection: AsyncConnection, batch: Sequence[OktaEvent]
+    ) -> list[bool]:
+        """`INSERT ... ON CONFLICT DO NOTHING RETURNING uuid` over the batch (executemany)."""
         received = self._clock()
         rows: dict[str, dict[str, Any]] = {}
         for item in batch:
@@ -766,19 +826,23 @@ class Ledger:
                     "received_at": received,
                 },
             )
+        if not rows:
+            return []
         # In uuid order: two replicas inserting overlapping deliveries then wait for each other
         # in one direction only; in delivery order PostgreSQL can find them deadlocked.
         values = [rows[uuid] for uuid in sorted(rows)]
-        inserted: set[str] = set()
-        async with self._write() as connection:
-            for start in range(0, len(values), _EVENT_CHUNK):
-                insert: Insert = (
-                    self._insert(events)
-                    .values(values[start : start + _EVENT_CHUNK])
-                    .on_conflict_do_nothing(index_elements=[events.c.uuid])
-                    .returning(events.c.uuid)
-                )
-                inserted.update((await connection.execute(insert)).scalars())
+        # One statement executed over many rows: SQLAlchemy batches it into multi-row INSERTs
+        # ("insertmanyvalues") with a cached compilation, where `.values(list)` compiled a new
+        # statement per chunk, which was most of a big delivery's time.
+        statement = (
+            self._insert(events)
+            .on_conflict_do_nothing(index_elements=[events.c.uuid])
+            .returning(events.c.uuid)
+        )
+        if self.dialect == "sqlite":
+            inserted = await _insert_events_sqlite(connection, values)
+        else:
+            inserted = set((await connection.execute(statement, values)).scalars())
         answers = []
         for item in batch:
             answers.append(item.uuid in inserted)
@@ -907,3 +971,78 @@ class Ledger:
         async with self._read() as connection:
             rows = (await connection.execute(statement)).all()
         return [_user(row) for row in rows]
+
+
+class LedgerTransaction:
+    """Writes and reads inside one ledger transaction: all of them commit, or none does.
+
+    An event delivery's chunk and the migrated marks it calls for go through one of these, so no
+    recorded SUCCESS event is ever without its mark, whatever stops the process in between.
+    """
+
+    def __init__(self, ledger: Ledger, connection: AsyncConnection) -> None:
+        """Use `Ledger.transaction()`."""
+        self._ledger = ledger
+        self._connection = connection
+
+    async def record_events(self, batch: Sequence[OktaEvent]) -> list[bool]:
+        """Record events; per event, True if its uuid is seen for the first time.
+
+        `INSERT ... ON CONFLICT DO NOTHING RETURNING uuid`: of any number of concurrent
+        deliveries of one uuid, across replicas, exactly one gets True. A uuid repeated within
+        the batch is True once.
+        """
+        return await self._ledger._insert_events(self._connection, batch)
+
+    async def users_by_okta_ids(
+        self, okta_ids: Iterable[str], *, pending_only: bool = False
+    ) -> dict[str, list[LedgerUser]]:
+        """The rows recorded with each of these Okta user ids (absent: nobody has it).
+
+        `pending_only`: only rows in Okta with the hook and not migrated (created, hooked,
+        activated); usually none, which makes a redelivery's read cheap.
+        """
+        condition = _one_of(users.c.state, _PENDING) if pending_only else None
+        return await _users_where(self._connection, users.c.okta_id, okta_ids, condition)
+
+    async def users_by_logins(self, logins: Iterable[str]) -> dict[str, list[LedgerUser]]:
+        """Every source's row for each of these logins."""
+        return await _users_where(self._connection, users.c.login, logins)
+
+    async def record_users(self, records: Sequence[UserRecord]) -> None:
+        """Upsert users by (source, login); idempotent (the rules of `Ledger._upsert_users`)."""
+        await self._ledger._upsert_users(self._connection, records)
+
+    async def mark_rows_migrated(self, marks: Mapping[int, datetime]) -> int:
+        """Mark rows migrated by row id at the given times; how many changed.
+
+        One UPDATE by primary key executed over every row, where the upsert of `record_users`
+        cost most of a large delivery's time. Only rows this tool put in Okta (created,
+        hooked, activated) change, so a row rolled back or already migrated meanwhile keeps
+        its state and its first `migrated_at`.
+        """
+        if not marks:
+            return 0
+        now = self._ledger._clock()
+        if self._ledger.dialect == "sqlite":
+            # Plain tuples through the driver: SQLAlchemy's per-row parameter processing was
+            # most of this statement's time (see Ledger._upsert_verified_sqlite).
+            stamp = _sqlite_time(now)
+            result = await self._connection.exec_driver_sql(
+                _SQLITE_MARK_ROW_MIGRATED,
+                [(_sqlite_time(at), stamp, row_id) for row_id, at in sorted(marks.items())],
+            )
+            return int(result.rowcount)
+        statement = (
+            update(users)
+            .where(users.c.id == bindparam("m_id"), _one_of(users.c.state, _PENDING))
+            .values(
+                state=literal(str(UserState.MIGRATED)),
+                migrated_at=bindparam("m_at", type_=UtcDateTime),
+                updated_at=bindparam("m_now", type_=UtcDateTime),
+            )
+        )
+        # In id order, for the reason record_users sorts: replicas lock rows in one order.
+        rows = [{"m_id": row_id, "m_at": at, "m_now": now} for row_id, at in sorted(marks.items())]
+        result = await self._connection.execute(statement, rows)
+        return int(result.rowcount)

@@ -28,8 +28,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
@@ -41,6 +42,7 @@ from gateway.migrate.settings import (
     ACTIVATE_EVENT,
     APP_MEMBERSHIP_EVENT,
     CREATE_EVENT,
+    DEFAULT_CHUNK_EVENTS,
     IMPORT_PASSWORD_EVENT,
 )
 from gateway.migrate.sync import OURS, AttributeSync
@@ -97,18 +99,26 @@ class HookEvent:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """One POST from Okta: its `eventId` and its events, in the order sent."""
+    """One POST from Okta: its `eventId`, its usable events in the order sent, and the others."""
 
     event_id: str | None
     events: tuple[HookEvent, ...]
+    # Events the gateway cannot use (no uuid, a malformed field): counted `failed`, not recorded.
+    unusable: tuple[HookEvent, ...] = ()
+
+
+class _Unusable(ValueError):
+    """One event of a delivery cannot be used (the delivery still can)."""
 
 
 def parse_delivery(body: bytes) -> Delivery:
     """The delivery in a body; `BadEnvelope` for anything that is not one.
 
-    Strict on what identifies an event (an object with a string `uuid` and `eventType`), lenient
-    on everything else: unknown or missing fields make an event unusable for an action, never
-    the delivery unacceptable.
+    Strict on the envelope (an object whose `data.events` is a list), lenient per event: an
+    event that is not an object, has no usable `uuid`, or has a field Okta always sends in one
+    shape (`published`, `outcome`, `target`) in another is unusable, and only that event is
+    left out, so one odd event never costs the good ones beside it. Absent optional fields are
+    fine.
     """
     try:
         payload = json.loads(body)
@@ -123,31 +133,38 @@ def parse_delivery(body: bytes) -> Delivery:
     data = payload.get("data")
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
         raise BadEnvelope("data.events: missing or not a list")
-    events = []
-    for index, raw in enumerate(data["events"]):
-        where = f"data.events[{index}]"
-        if not isinstance(raw, dict):
-            raise BadEnvelope(f"{where}: not an object")
-        uuid = _short(raw.get("uuid"), _MAX_UUID)
-        if uuid is None:
-            raise BadEnvelope(f"{where}.uuid: missing or not a short string")
-        event_type = _short(raw.get("eventType"), _MAX_TYPE)
-        if event_type is None:
-            raise BadEnvelope(f"{where}.eventType: missing or not a short string")
-        events.append(_event(uuid, event_type, raw))
+    events: list[HookEvent] = []
+    unusable: list[HookEvent] = []
+    for raw in data["events"]:
+        event_type = _short(raw.get("eventType"), _MAX_TYPE) if isinstance(raw, dict) else None
+        try:
+            if not isinstance(raw, dict):
+                raise _Unusable("not an object")
+            events.append(_event(raw, event_type))
+        except _Unusable:
+            # Only the type goes on: the metric's label; the event itself is never echoed.
+            unusable.append(HookEvent("", event_type or OTHER_TYPE))
     event_id = payload.get("eventId")
-    return Delivery(_short(event_id, 128), tuple(events))
+    return Delivery(_short(event_id, 128), tuple(events), tuple(unusable))
 
 
-def _event(uuid: str, event_type: str, raw: dict[str, Any]) -> HookEvent:
+def _event(raw: dict[str, Any], event_type: str | None) -> HookEvent:
+    """One event, or `_Unusable`."""
+    uuid = _short(raw.get("uuid"), _MAX_UUID)
+    if uuid is None or event_type is None:
+        raise _Unusable("uuid and eventType must be short strings")
     outcome = raw.get("outcome")
-    result = _short(outcome.get("result"), _MAX_OUTCOME) if isinstance(outcome, dict) else None
+    if not isinstance(outcome, dict | None):
+        raise _Unusable("outcome: not an object")
+    result = _optional_short(outcome.get("result"), _MAX_OUTCOME) if outcome else None
     user_id = user_login = None
     app_ids = []
     targets = raw.get("target")
-    for target in targets if isinstance(targets, list) else ():
+    if not isinstance(targets, list | None):
+        raise _Unusable("target: not a list")
+    for target in targets or ():
         if not isinstance(target, dict):
-            continue
+            raise _Unusable("target: an entry is not an object")
         # Match on type, never on position: Okta does not promise an order.
         kind = target.get("type")
         if kind == "User" and user_id is None:
@@ -157,9 +174,10 @@ def _event(uuid: str, event_type: str, raw: dict[str, Any]) -> HookEvent:
             app_id = _short(target.get("id"), _MAX_ID)
             if app_id is not None:
                 app_ids.append(app_id)
+    published = raw.get("published")
     return HookEvent(
-        uuid, event_type, result, _timestamp(raw.get("published")), user_id, user_login,
-        tuple(app_ids),
+        uuid, event_type, result, None if published is None else _timestamp(published),
+        user_id, user_login, tuple(app_ids),
     )  # fmt: skip
 
 
@@ -174,15 +192,31 @@ def _short(value: Any, limit: int) -> str | None:
     return value
 
 
-def _timestamp(value: Any) -> datetime | None:
-    """Okta's `published` (ISO 8601, `Z`), timezone-aware; None when absent or unreadable."""
-    if not isinstance(value, str) or len(value) > 64:
+def _optional_short(value: Any, limit: int) -> str | None:
+    """`_short` for a field that may be absent (None), but not present and malformed."""
+    if value is None:
         return None
+    short = _short(value, limit)
+    if short is None:
+        raise _Unusable("a field is not a short string")
+    return short
+
+
+def _timestamp(value: Any) -> datetime:
+    """Okta's `published` (ISO 8601 with its offset, `Z`) in UTC, or `_Unusable`.
+
+    A naive time's zone would be a guess, and an offset can push year 1 or 9999 out of range
+    when moved to UTC (`0001-01-01T00:00:00+14:00`), which would otherwise raise far from here.
+    """
+    if not isinstance(value, str) or len(value) > 64:
+        raise _Unusable("published: not a short string")
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        if parsed.tzinfo is None or parsed.utcoffset() is None:
+            raise _Unusable("published: no UTC offset")
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise _Unusable("published: not an ISO 8601 time in range") from None
 
 
 # Actions run in the background
@@ -385,9 +419,11 @@ class ActionRunner:
 
 @dataclass
 class DeliveryOutcome:
-    """Counts of one delivery, per (type label, outcome)."""
+    """Counts of one delivery, per (type label, outcome), and whether all of it was applied."""
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    applied: int = 0  # events whose chunk committed
+    complete: bool = True  # False: the deadline (or an error) stopped it before the end
 
     def add(self, event: HookEvent, outcome: Outcome) -> None:
         """Count one event."""
@@ -401,47 +437,116 @@ class DeliveryOutcome:
         return dict(totals)
 
 
-class EventProcessor:
-    """Records deliveries in the ledger and acts on the events new to it."""
+def _oldest_first(event: HookEvent) -> tuple[bool, datetime, str]:
+    """Chunk order: by `published`, so what a cut delivery leaves is its newest events."""
+    return (event.published is None, event.published or _EPOCH, event.uuid)
 
-    def __init__(self, actions: ActionQueue | None = None) -> None:
-        """`actions`: where prepare and sync go (None: no Okta client, nothing is queued)."""
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class EventProcessor:
+    """Records deliveries in the ledger and acts on the events new to it, chunk by chunk."""
+
+    def __init__(
+        self,
+        actions: ActionQueue | None = None,
+        *,
+        chunk_events: int = DEFAULT_CHUNK_EVENTS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`actions`: where prepare and sync go (None: nothing is queued); `clock`: deadlines'."""
+        if chunk_events < 1:
+            raise ValueError("chunk_events must be at least 1")
         self.actions = actions
+        self.chunk_events = chunk_events
+        self._clock = clock
 
     async def process(
-        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot
+        self,
+        ledger: Ledger,
+        delivery: Delivery,
+        snapshot: Snapshot,
+        *,
+        deadline: float | None = None,
+        outcome: DeliveryOutcome | None = None,
     ) -> DeliveryOutcome:
-        """Record every event, act on the new ones, write the migrated marks.
+        """Apply a delivery in chunks: each chunk's events and marks are one transaction.
 
-        Four statements whatever the size of the delivery: record the events (one
-        transaction), read the import events' users by Okta id, then by login for ids the
-        ledger does not know, and upsert the migrated marks (one transaction). Raises whatever
-        the ledger raises (the caller answers 503 and Okta retries: the events are then
-        duplicates, and the users left unmarked are marked then).
+        Per chunk: record the events (insert-or-ignore by uuid), read their users by Okta id,
+        then by login for ids the ledger does not know, upsert the migrated marks, commit; then
+        queue the chunk's actions. A chunk is started only while `deadline` (on `clock`) leaves
+        at least the time the slowest chunk so far took; the first always is (else a slow
+        ledger would never see progress). What is not started is `complete=False`: the caller
+        answers 503, Okta's retry skips the recorded uuids and applies the rest. Raises what
+        the ledger raises; the chunks committed before stay committed, and counted in
+        `outcome` when the caller passes one.
         """
-        new = await ledger.record_events([event.ledger_row() for event in delivery.events])
-        imports = [event for event in delivery.events if _import_success(event)]
-        known = await ledger.users_by_okta_ids(e.user_id for e in imports if e.user_id)
-        logins = {e.user_login for e in imports if e.user_id not in known and e.user_login}
-        by_login = await ledger.users_by_logins(logins) if logins else {}
-        context = _Context(snapshot, known, by_login)
-        outcome = DeliveryOutcome()
-        for event, is_new in zip(delivery.events, new, strict=True):
-            try:
-                result = self._act(event, context) if is_new else _redelivered(event, context)
-            except Exception:  # one event's trouble never fails the delivery
-                logger.exception(
-                    "event not applied", extra={"uuid": event.uuid, "event_type": event.label}
-                )
-                result = "failed"
-            outcome.add(event, result)
-        if context.marks:
-            # One upsert: `migrated` and the first `migrated_at` are final there, so a replica
-            # writing the same users at the same time agrees with this one.
-            await ledger.record_users(list(context.marks.values()))
+        outcome = DeliveryOutcome() if outcome is None else outcome
+        for event in delivery.unusable:
+            outcome.add(event, "failed")
+        ordered = sorted(delivery.events, key=_oldest_first)
+        slowest = 0.0
+        for start in range(0, len(ordered), self.chunk_events):
+            now = self._clock()
+            if deadline is not None and (now >= deadline or (start and now + slowest > deadline)):
+                outcome.complete = False
+                break
+            chunk = ordered[start : start + self.chunk_events]
+            await self._apply(ledger, chunk, snapshot, outcome)
+            outcome.applied += len(chunk)
+            slowest = max(slowest, self._clock() - now)
         return outcome
 
-    def _act(self, event: HookEvent, context: _Context) -> Outcome:
+    async def _apply(
+        self,
+        ledger: Ledger,
+        chunk: Sequence[HookEvent],
+        snapshot: Snapshot,
+        outcome: DeliveryOutcome,
+    ) -> None:
+        """One chunk in one transaction, then its actions (only once it is committed)."""
+        results: list[Outcome | Literal["queued"]] = []
+        async with ledger.transaction() as transaction:
+            new = await transaction.record_events([event.ledger_row() for event in chunk])
+            imports = [
+                (e, is_new) for e, is_new in zip(chunk, new, strict=True) if _import_success(e)
+            ]
+            known = await transaction.users_by_okta_ids(
+                e.user_id for e, n in imports if n and e.user_id
+            )
+            # A redelivered event's mark was committed with it; only a row still pending (an
+            # event recorded by an older gateway, which marked in a second transaction) is read.
+            known |= await transaction.users_by_okta_ids(
+                (e.user_id for e, n in imports if not n and e.user_id), pending_only=True
+            )
+            logins = {
+                e.user_login for e, n in imports if n and e.user_id not in known and e.user_login
+            }
+            by_login = await transaction.users_by_logins(logins) if logins else {}
+            context = _Context(snapshot, known, by_login)
+            for event, is_new in zip(chunk, new, strict=True):
+                try:
+                    result = self._act(event, context) if is_new else _redelivered(event, context)
+                except Exception:  # one event's trouble never fails the delivery
+                    logger.exception(
+                        "event not applied", extra={"uuid": event.uuid, "event_type": event.label}
+                    )
+                    result = "failed"
+                results.append(result)
+            if context.row_marks:
+                await transaction.mark_rows_migrated(context.row_marks)
+            if context.marks:
+                # One upsert: `migrated` and the first `migrated_at` are final there, so a
+                # replica writing the same users at the same time agrees with this one.
+                await transaction.record_users(list(context.marks.values()))
+        queued = iter(context.actions)
+        for event, result in zip(chunk, results, strict=True):
+            if result == "queued":
+                result = self._queue(next(queued))
+            outcome.add(event, result)
+
+    def _act(self, event: HookEvent, context: _Context) -> Outcome | Literal["queued"]:
         migration = context.snapshot.config.migration
         if event.type == IMPORT_PASSWORD_EVENT:
             if event.user_id is None:
@@ -450,14 +555,17 @@ class EventProcessor:
                 return "import_failed"  # Okta imports again at the next successful sign-in
             return context.migrated(event)
         if event.type == ACTIVATE_EVENT and migration.sync_on_activate:
-            return self._queue(event, "sync")
+            return self._action(event, "sync", context)
         if event.type in migration.prepare_on:
             if event.type == APP_MEMBERSHIP_EVENT and migration.prepare_app_id not in event.app_ids:
                 return "ignored"  # another application's assignment
-            return self._queue(event, "prepare")
+            return self._action(event, "prepare", context)
         return "ignored"
 
-    def _queue(self, event: HookEvent, kind: Literal["prepare", "sync"]) -> Outcome:
+    def _action(
+        self, event: HookEvent, kind: Literal["prepare", "sync"], context: _Context
+    ) -> Outcome | Literal["queued"]:
+        """An action to queue once the chunk is committed (a rolled-back event acts on nothing)."""
         if event.user_id is None:
             return "failed"  # no User target: nobody to act on
         if self.actions is None:
@@ -466,13 +574,24 @@ class EventProcessor:
                 extra={"action": kind, "uuid": event.uuid},
             )
             return "ignored"
-        return "recorded" if self.actions.put(Action(kind, event.user_id, event.uuid)) else "failed"
+        context.actions.append(Action(kind, event.user_id, event.uuid))
+        return "queued"
+
+    def _queue(self, action: Action) -> Outcome:
+        if self.actions is None:  # detached at shutdown while the chunk committed
+            return "failed"
+        return "recorded" if self.actions.put(action) else "failed"
 
 
 def _redelivered(event: HookEvent, context: _Context) -> Outcome:
-    """A duplicate: nothing, unless it is a SUCCESS whose first delivery died before the mark."""
+    """A duplicate: nothing, unless it is a SUCCESS whose user is still pending.
+
+    Its chunk committed the mark with the event; a pending user means the event was recorded by
+    an older gateway that marked in a second transaction and died between the two.
+    """
     if (
         _import_success(event)
+        and event.user_id in context.known
         and not context.is_migrated(event)
         and context.migrated(event) == "recorded"
     ):
@@ -487,14 +606,15 @@ class _Context:
     snapshot: Snapshot
     known: Mapping[str, list[LedgerUser]]  # by Okta id
     by_login: Mapping[str, list[LedgerUser]]
-    marks: dict[tuple[str, str], UserRecord] = field(default_factory=dict)
+    marks: dict[tuple[str, str], UserRecord] = field(default_factory=dict)  # new rows, by login
+    row_marks: dict[int, datetime] = field(default_factory=dict)  # known rows, by row id
+    marked: set[str] = field(default_factory=set)  # Okta ids marked by this chunk
+    actions: list[Action] = field(default_factory=list)  # queued after the commit
 
     def is_migrated(self, event: HookEvent) -> bool:
-        """Whether the ledger, or this delivery, already has the event's user migrated."""
+        """Whether the ledger, or this chunk, already has the event's user migrated."""
         rows = self.known.get(event.user_id or "", [])
-        return any(u.state is UserState.MIGRATED for u in rows) or any(
-            mark.okta_id == event.user_id for mark in self.marks.values()
-        )
+        return event.user_id in self.marked or any(u.state is UserState.MIGRATED for u in rows)
 
     def migrated(self, event: HookEvent) -> Outcome:
         """Add the marks an import SUCCESS calls for (see the module docstring for whom)."""
@@ -502,10 +622,13 @@ class _Context:
         at = event.published or datetime.now(UTC)
         rows = self.known.get(event.user_id)
         if rows:
-            # Every row this tool put in Okta for the user (one per source that saw it).
-            pending = [(u.source, u.login) for u in rows if u.state in PENDING_STATES]
-            for key in pending:
-                self._mark(key, event.user_id, at)
+            # Every row this tool put in Okta for the user (one per source that saw it); the
+            # earliest time wins when a delivery marks one user twice.
+            pending = [u.id for u in rows if u.state in PENDING_STATES]
+            for row_id in pending:
+                self.row_marks[row_id] = min(at, self.row_marks.get(row_id, at))
+            if pending:
+                self.marked.add(event.user_id)
             ours = pending or any(u.state is UserState.MIGRATED for u in rows)
             return "recorded" if ours else "ignored"  # e.g. `existing`: not ours
         login = event.user_login
@@ -515,6 +638,7 @@ class _Context:
         if source is None:
             return "ignored"  # no source of this gateway owns the login
         self._mark((source, login), event.user_id, at)
+        self.marked.add(event.user_id)
         return "recorded"
 
     def _verified_source(self, login: str) -> str | None:

@@ -90,6 +90,10 @@ APP_MEMBERSHIP_EVENT = "application.user_membership.add"
 PREPARE_EVENTS = (CREATE_EVENT, APP_MEMBERSHIP_EVENT)
 
 
+# Events per ledger transaction, chosen with bench/event_delivery.py (events/s, loop hold).
+DEFAULT_CHUNK_EVENTS = 500
+
+
 class EventHookConfig(_Strict):
     """Okta's event hook into the gateway (`GET` verification, `POST` deliveries)."""
 
@@ -99,6 +103,10 @@ class EventHookConfig(_Strict):
     max_body_bytes: StrictInt = Field(4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     # Where Okta calls it, for `migrate register-hooks` (default: okta.hook_url's origin + path).
     url: str | None = None
+    # Events per ledger transaction (each chunk's events and migrated marks commit together).
+    chunk_events: StrictInt = Field(DEFAULT_CHUNK_EVENTS, ge=1, le=5000)
+    # Answer a delivery by then (Okta waits 3 s): 200 if all of it is applied, else 503.
+    budget_seconds: StrictFloat = Field(2.5, gt=0, lt=3)
 
     @field_validator("path")
     @classmethod

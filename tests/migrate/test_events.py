@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.config import GatewayConfig, parse_config
 from gateway.ledger import Decision, Ledger, UserState, open_ledger
@@ -88,17 +90,24 @@ def _processor(recorded: Recorded | None = None) -> EventProcessor:
         b"[1, 2]",
         b'{"data": {}}',
         b'{"data": {"events": {}}}',
-        b'{"data": {"events": [1]}}',
-        b'{"data": {"events": [{"eventType": "user.lifecycle.create"}]}}',
-        b'{"data": {"events": [{"uuid": "u1"}]}}',
-        b'{"data": {"events": [{"uuid": 7, "eventType": "x"}]}}',
-        json.dumps({"data": {"events": [{"uuid": "u" * 65, "eventType": "x"}]}}).encode(),
         b"[" * 100_000,
     ],
 )
 def test_what_is_not_an_event_envelope_is_refused(body: bytes) -> None:
     with pytest.raises(BadEnvelope):
         parse_delivery(body)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [1, {"eventType": "user.lifecycle.create"}, {"uuid": "u1"}, {"uuid": 7, "eventType": "x"},
+     {"uuid": "u" * 65, "eventType": "x"}],
+)  # fmt: skip
+def test_an_event_without_a_usable_uuid_or_type_is_left_out_not_the_delivery(raw: Any) -> None:
+    good = event(IMPORT, okta_id(1))
+    delivery = parse_delivery(json.dumps(envelope([raw, good])).encode())
+    assert [e.uuid for e in delivery.events] == [good["uuid"]]
+    assert len(delivery.unusable) == 1
 
 
 def test_extra_and_missing_fields_are_accepted() -> None:
@@ -326,3 +335,75 @@ async def test_action_queue_is_bounded_and_close_cancels_what_is_left() -> None:
     await asyncio.wait_for(queue.close(drain_seconds=0.1), 5)
     assert queue.dropped == 1
     assert not queue.put(Action("prepare", okta_id(5), "u5"))  # closed
+
+
+_ODD_TIMES = st.one_of(
+    st.sampled_from(["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00",
+                     "2025-03-01T09:00:00", "garbage", "", "2025-13-01T00:00:00Z"]),
+    st.integers(), st.floats(allow_nan=True), st.booleans(), st.lists(st.integers(), max_size=2),
+    st.text(max_size=80),
+    st.datetimes(timezones=st.none() | st.timezones()).map(lambda d: d.isoformat()),
+)  # fmt: skip
+_ODD_FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "published": _ODD_TIMES,
+        "outcome": st.one_of(st.none(), st.integers(), st.text(max_size=5),
+                             st.fixed_dictionaries({"result": st.one_of(st.none(), st.integers(),
+                                                                        st.text(max_size=40))})),
+        "target": st.one_of(st.none(), st.text(max_size=5), st.integers(),
+                            st.lists(st.one_of(st.integers(), st.dictionaries(
+                                st.sampled_from(["id", "type", "alternateId"]),
+                                st.one_of(st.text(max_size=70), st.integers(), st.none()),
+                            )), max_size=3)),
+        "uuid": st.one_of(st.text(max_size=70), st.integers(), st.none()),
+        "eventType": st.one_of(st.text(max_size=140), st.integers()),
+    },
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(odd=_ODD_FIELDS)
+def test_any_odd_event_is_usable_or_left_out_and_the_good_one_beside_it_stays(
+    odd: dict[str, Any],
+) -> None:
+    good = event(IMPORT, okta_id(1), "a@contoso.com")
+    raw = {**event(IMPORT, okta_id(2), "b@contoso.com"), **odd}
+    delivery = parse_delivery(json.dumps(envelope([raw, good])).encode())
+    assert good["uuid"] in [e.uuid for e in delivery.events]
+    assert len(delivery.events) + len(delivery.unusable) == 2
+    for parsed in delivery.events:
+        # What the ledger and the marks are given is always storable.
+        assert parsed.published is None or parsed.published.tzinfo is UTC
+
+
+async def test_an_odd_timestamp_is_failed_and_the_good_event_beside_it_is_applied(
+    ledger: Ledger,
+) -> None:
+    for i in (1, 2):
+        await ledger.record_user(
+            "entra", f"u{i}@contoso.com", UserState.ACTIVATED, okta_id=okta_id(i)
+        )
+    odd = event(IMPORT, okta_id(2), "u2@contoso.com", published="0001-01-01T00:00:00+14:00")
+    good = event(IMPORT, okta_id(1), "u1@contoso.com")
+    outcome = await _processor().process(ledger, _delivery(odd, good), _snapshot(_config()))
+    assert outcome.counts == {(IMPORT, "failed"): 1, (IMPORT, "recorded"): 1}
+    assert outcome.complete
+    marked = await ledger.get_user("entra", "u1@contoso.com")
+    assert marked is not None and marked.state is UserState.MIGRATED
+    left = await ledger.get_user("entra", "u2@contoso.com")
+    assert left is not None and left.state is UserState.ACTIVATED
+    assert await ledger.event_counts() == {(IMPORT, "SUCCESS"): 1}
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [{"published": "2025-03-01T09:00:00"}, {"published": 12345}, {"published": 1e308},
+     {"published": "garbage"}, {"published": "0001-01-01T00:00:00+14:00"},
+     {"published": "9999-12-31T23:59:59-01:00"}, {"published": ["2025"]},
+     {"outcome": "SUCCESS"}, {"outcome": {"result": 1}}, {"target": {"id": "x"}}, {"target": [7]}],
+)  # fmt: skip
+def test_a_malformed_field_makes_the_event_unusable(odd: dict[str, Any]) -> None:
+    raw = {**event(IMPORT, okta_id(2), "b@contoso.com"), **odd}
+    delivery = parse_delivery(json.dumps(envelope([raw])).encode())
+    assert (delivery.events, [e.label for e in delivery.unusable]) == ((), [IMPORT])
