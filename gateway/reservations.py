@@ -25,7 +25,10 @@ class Reservation:
     token: str
     score_ms: int
     until: float  # local clock: when it leaves its window
-    offline: bool  # made while Redis was away: Redis has not seen it yet
+    # Inside the count `seen` holds. A reservation made while Redis was away is not until Redis
+    # answers a count again: written back, it still counts against the offline share, so a
+    # second outage in the same window cannot hand out the same share twice.
+    counted: bool
 
 
 @dataclass(slots=True)
@@ -100,6 +103,10 @@ class ReservationMemory:
         # set another replica has not rebuilt yet.
         if count >= entry.seen:
             entry.seen, entry.seen_until = count, now + window.seconds
+            # Redis answers only after this replica wrote its reservations back, so this
+            # count includes every one of them.
+            for reservation in entry.own:
+                reservation.counted = True
 
     def admitted(
         self, windows: Sequence[Window], counts: Sequence[int], token: str, server_ms: int
@@ -112,7 +119,7 @@ class ReservationMemory:
             if entry is None:  # full: Redis still holds it; only an outage would forget it
                 continue
             self._see(entry, window, count, now)
-            entry.own.append(Reservation(token, server_ms, now + window.seconds, offline=False))
+            entry.own.append(Reservation(token, server_ms, now + window.seconds, counted=True))
 
     def refused(self, windows: Sequence[Window], counts: Sequence[int]) -> None:
         """Redis refused; `counts` are what it holds in the first windows (the full one last)."""
@@ -130,18 +137,18 @@ class ReservationMemory:
     def offline_full(self, windows: Sequence[Window], replicas: int) -> Window | None:
         """The first window whose offline share is used up: `(limit - seen) // replicas`.
 
-        This replica's own offline reservations count against its share; the reservations
-        behind `seen` (its own included) are already counted in `seen`.
+        This replica's reservations that Redis has not counted yet use up its share; those
+        behind `seen` (its own included) are in `seen` already.
         """
         now = self._clock()
         for window in windows:
             entry = self._keys.get(window.key)
-            seen = offline = 0
+            seen = uncounted = 0
             if entry is not None:
                 entry.expire(now)
                 seen = entry.seen
-                offline = sum(1 for r in entry.own if r.offline)
-            if offline >= max(0, window.limit - seen) // replicas:
+                uncounted = sum(1 for r in entry.own if not r.counted)
+            if uncounted >= max(0, window.limit - seen) // replicas:
                 return window
         return None
 
@@ -158,7 +165,7 @@ class ReservationMemory:
             entries.append(entry)
         score = int(now * 1000) + self._offset_ms
         for window, entry in zip(windows, entries, strict=True):
-            entry.own.append(Reservation(token, score, now + window.seconds, offline=True))
+            entry.own.append(Reservation(token, score, now + window.seconds, counted=False))
         return True
 
     def _drop_if_empty(self, key: str, entry: _Remembered) -> None:
@@ -172,22 +179,14 @@ class ReservationMemory:
             if entry is None:
                 continue
             gone = [r for r in entry.own if r.token == token]
-            if any(not r.offline for r in gone) and entry.seen > 0:
+            if any(r.counted for r in gone) and entry.seen > 0:
                 entry.seen -= 1  # Redis counted it in `seen`; the ZREM takes it out there too
             entry.own = [r for r in entry.own if r.token != token]
             self._drop_if_empty(key, entry)
 
-    def replays(self, *, offline_only: bool) -> Iterator[Replay]:
+    def replays(self) -> Iterator[Replay]:
         """Own reservations still inside their window, to write back to Redis."""
-        now = self._clock()
-        self._expire_all(now)
+        self._expire_all(self._clock())
         for key, entry in self._keys.items():
             for r in entry.own:
-                if r.offline or not offline_only:
-                    yield Replay(key, r.token, r.score_ms, entry.span_ms)
-
-    def replayed(self) -> None:
-        """Redis now holds every remembered reservation."""
-        for entry in self._keys.values():
-            for r in entry.own:
-                r.offline = False
+                yield Replay(key, r.token, r.score_ms, entry.span_ms)

@@ -530,8 +530,9 @@ class FallbackProtection:
     Every reservation Redis makes is also remembered here with the count Redis returned
     (`ReservationMemory`). While Redis is away a replica allows, per window, its share of what
     was left: `(limit - highest count seen) // fallback_replicas`. When Redis comes back the
-    replica writes back what Redis may not hold: its offline reservations after a blip, all of
-    its live ones when the epoch key is gone (a restart without persistence, a failover).
+    replica writes all its live reservations back (the same members, so nothing counts twice):
+    on reconnect, and when the admit script finds the epoch key gone (a restart without
+    persistence, a failover), even if no call noticed the outage.
     Cool-down flags are mirrored in memory, so the replica that learned one keeps it.
     """
 
@@ -592,21 +593,24 @@ class FallbackProtection:
     async def _rebuilt(self, epoch: str) -> None:
         """Re-add every live reservation under a new epoch; concurrent callers share one rebuild."""
         if self._rebuild is None or self._rebuild.done():
-            self._rebuild = asyncio.create_task(self._replay(epoch, everything=True))
+            self._rebuild = asyncio.create_task(self._replay(epoch))
             # Retrieved here: a caller cancelled while waiting must not leave it unread.
             self._rebuild.add_done_callback(lambda t: t.cancelled() or t.exception())
         # Shielded: a caller's deadline must not leave the set half rebuilt.
         await asyncio.shield(self._rebuild)
 
-    async def _replay(self, epoch: str, *, everything: bool) -> None:
-        await self.redis.replay(list(self.remembered.replays(offline_only=not everything)))
-        self.remembered.replayed()
+    async def _replay(self, epoch: str) -> None:
+        await self.redis.replay(list(self.remembered.replays()))
         self._epoch = epoch
 
     async def reconnect(self) -> None:
-        """Check Redis and write back what it may lack (the health probe; raises on trouble)."""
-        epoch = await self.redis.epoch(uuid.uuid4().hex)
-        await self._replay(epoch, everything=epoch != self._epoch)
+        """Check Redis and write back what it may lack (the health probe; raises on trouble).
+
+        Everything live is written back, not only what was reserved offline: a failover to a
+        Redis replica that lagged keeps the epoch key but may lack the newest members, and the
+        same members and scores make a second ZADD a no-op.
+        """
+        await self._replay(await self.redis.epoch(uuid.uuid4().hex))
 
     async def release(self, keys: Sequence[str], token: str) -> None:
         """Give back a reservation (a token the store does not hold is ignored)."""

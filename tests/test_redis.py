@@ -416,3 +416,21 @@ async def test_a_released_attempt_is_not_written_back_after_redis_restarts_empty
         assert _failure_sets(server) == [3]
     finally:
         server.stop()
+
+
+async def test_a_second_outage_in_the_same_window_hands_out_no_second_share(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        await _wrong_passwords(entra, replicas, 3, 0)
+        server.stop()
+        assert await _wrong_passwords(entra, replicas, 20, 100) == [1, 1]
+        server.start()
+        await _redis_seen_up(replicas, True)  # both wrote their reservations back: 5 in Redis
+        server.stop()  # no attempt for this user in between: no replica has seen the 5
+        assert await _wrong_passwords(entra, replicas, 20, 200) == [0, 0]
+    finally:
+        server.stop()
