@@ -275,7 +275,8 @@ class RateLimitsConfig(_Strict):
     # their window). It never evicts one; when full, new users are refused (protection_full).
     # The default is sized in the README ("Sizing the protection store").
     max_tracked: StrictInt = Field(100_000, ge=10)
-    # While Redis is away each replica allows `failures // fallback_replicas` on its own.
+    # While Redis is away each replica allows `(failures - seen) // fallback_replicas` more, where
+    # `seen` is the highest count Redis returned to it for that window (gateway.reservations).
     fallback_replicas: StrictInt = Field(2, ge=1)
 
 

@@ -10,8 +10,9 @@ Two concerns, two protocols, each with a memory and a Redis implementation:
   through redis.asyncio and Lua scripts, so each operation is atomic across replicas.
 
 `FallbackCache` and `FallbackProtection` use Redis while it answers and the memory stores while it
-does not (one `RedisHealth` watches it for both). While Redis is away each replica enforces
-`failures // fallback_replicas`, so a fleet of that many replicas stays within the limit.
+does not (one `RedisHealth` watches it for both). While Redis is away each replica allows its
+share of what Redis last showed it was left, `(failures - seen) // fallback_replicas`, and when
+Redis returns it writes its own reservations back (`gateway.reservations`).
 Keys reaching this module are already HMACs or fixed names: nothing here sees a password or a
 clear username.
 """
@@ -24,8 +25,9 @@ import enum
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
@@ -38,6 +40,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
+from gateway.reservations import Replay, ReservationMemory
 from plugins.base import MemoryCache
 
 logger = logging.getLogger(__name__)
@@ -122,7 +125,7 @@ class MemoryProtection:
 
     def __init__(self, capacity: int, on_full: Callable[[], None] = lambda: None) -> None:
         self.capacity = capacity
-        self._on_full = on_full
+        self.on_full = on_full
         # maxsize is never reached: `admit` checks the capacity itself, so nothing is evicted.
         self._entries: TLRUCache[str, tuple[Any, float]] = TLRUCache(
             maxsize=sys.maxsize, ttu=lambda _k, v, _now: v[1], timer=time.monotonic
@@ -151,7 +154,7 @@ class MemoryProtection:
         if new_keys:
             entries.expire(now)
             if len(entries) + new_keys > self.capacity:
-                self._on_full()
+                self.on_full()
                 return AdmitResult(Admission.FULL)
         for window, log in zip(windows, logs, strict=True):
             entries[window.key] = ((*log, (now, token)), now + window.seconds)
@@ -187,28 +190,58 @@ class MemoryProtection:
         return taken
 
 
-# Reserve in every window, or in none: flags first, then each window's sliding log (a sorted set
+# Reserve in every window, or in none: epoch, flags, then each window's sliding log (a sorted set
 # of request tokens scored by the server's clock, so replicas with skewed clocks agree).
-# KEYS: flags..., windows...; ARGV: number of flags, token, then limit and span (ms) per window.
+# KEYS: epoch, flags..., windows...; ARGV: number of flags, token, the epoch the caller knows,
+# then limit and span (ms) per window.
+# Returns {status, server ms, count per window...}: status 0 admitted (counts include the new
+# member), j > 0 window j full (counts of windows 1..j), -1 cooling down, -2 the epoch is not the
+# caller's (then the third field is the epoch now: Redis lost its data if the caller's is gone).
+# The epoch is read in the same script, so noticing an empty Redis costs no round trip.
 _ADMIT_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local epoch = redis.call('GET', KEYS[1])
+if epoch ~= ARGV[3] then
+  if not epoch then
+    epoch = ARGV[2]
+    redis.call('SET', KEYS[1], epoch)
+  end
+  return {-2, now, epoch}
+end
 local nflags = tonumber(ARGV[1])
 for i = 1, nflags do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 end
+  if redis.call('EXISTS', KEYS[1 + i]) == 1 then return {-1, now} end
 end
-local nwin = #KEYS - nflags
+local nwin = #KEYS - 1 - nflags
+local out = {0, now}
 for j = 1, nwin do
-  local key = KEYS[nflags + j]
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[2 + 2 * j]))
-  if redis.call('ZCARD', key) >= tonumber(ARGV[1 + 2 * j]) then return j end
+  local key = KEYS[1 + nflags + j]
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[3 + 2 * j]))
+  local count = redis.call('ZCARD', key)
+  out[2 + j] = count
+  if count >= tonumber(ARGV[2 + 2 * j]) then
+    out[1] = j
+    return out
+  end
 end
 for j = 1, nwin do
-  local key = KEYS[nflags + j]
+  local key = KEYS[1 + nflags + j]
   redis.call('ZADD', key, now, ARGV[2])
-  redis.call('PEXPIRE', key, ARGV[2 + 2 * j])
+  redis.call('PEXPIRE', key, ARGV[3 + 2 * j])
+  out[2 + j] = out[2 + j] + 1
 end
-return 0
+return out
+"""
+# The epoch key, created by the first replica to find it missing: a Redis that lost its data has
+# none, and every replica that knew the old one re-adds what it remembers.
+_EPOCH_SCRIPT = """
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', KEYS[1], epoch)
+end
+return epoch
 """
 # Token bucket on the server's clock, so replicas with skewed clocks still share one rate.
 _BUCKET_SCRIPT = """
@@ -294,8 +327,22 @@ class RedisCacheStore:
         await self._cache.close()
 
 
+@dataclass(frozen=True, slots=True)
+class RedisReply:
+    """What the admit script answered (see `_ADMIT_SCRIPT`)."""
+
+    status: int
+    server_ms: int
+    counts: tuple[int, ...] = ()
+    epoch: str = ""
+
+
+EPOCH_KEY = "epoch"
+REPLAY_CHUNK = 500  # commands per pipeline when re-adding reservations
+
+
 class RedisProtection:
-    """`ProtectionStore` in Redis: one Lua script per admission, atomic across replicas."""
+    """Protection state in Redis: one Lua script per admission, atomic across replicas."""
 
     def __init__(self, settings: RedisSettings) -> None:
         self._prefix = f"{settings.key_prefix}:"
@@ -307,22 +354,46 @@ class RedisProtection:
         )
         self.client: aioredis.Redis = aioredis.Redis(connection_pool=pool)
         self._admit = self.client.register_script(_ADMIT_SCRIPT)
+        self._epoch = self.client.register_script(_EPOCH_SCRIPT)
         self._take = self.client.register_script(_BUCKET_SCRIPT)
 
-    async def admit(
-        self, windows: Sequence[Window], flags: Sequence[str], token: str
-    ) -> AdmitResult:
-        """Flags and windows checked and reserved in one script."""
-        keys = [self._prefix + k for k in flags] + [self._prefix + w.key for w in windows]
-        args: list[str | int] = [len(flags), token]
+    async def reserve(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str, epoch: str
+    ) -> RedisReply:
+        """Epoch, flags and windows checked, and the token reserved, in one script."""
+        keys = [self._prefix + EPOCH_KEY]
+        keys += [self._prefix + k for k in flags] + [self._prefix + w.key for w in windows]
+        args: list[str | int] = [len(flags), token, epoch]
         for window in windows:
             args += [window.limit, max(1, int(window.seconds * 1000))]
-        answer = int(await self._admit(keys=keys, args=args))
-        if answer == 0:
-            return ADMITTED
-        if answer < 0:
-            return AdmitResult(Admission.COOLING_DOWN)
-        return AdmitResult(Admission.LIMITED, windows[answer - 1])
+        answer = await self._admit(keys=keys, args=args)
+        status, server_ms = int(answer[0]), int(answer[1])
+        if status == -2:
+            value = answer[2]
+            return RedisReply(
+                status, server_ms, epoch=value.decode() if isinstance(value, bytes) else str(value)
+            )
+        return RedisReply(status, server_ms, tuple(int(c) for c in answer[2:]))
+
+    async def epoch(self, candidate: str) -> str:
+        """The current epoch, set to `candidate` if Redis has none (a fresh or emptied Redis)."""
+        value = await self._epoch(keys=[self._prefix + EPOCH_KEY], args=[candidate])
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def replay(self, replays: Iterable[Replay]) -> None:
+        """Write remembered reservations back (the same members and scores: idempotent)."""
+        async with self.client.pipeline(transaction=False) as pipe:
+            queued = 0
+            for item in replays:
+                key = self._prefix + item.key
+                pipe.zadd(key, {item.token: item.score_ms})
+                pipe.pexpire(key, item.span_ms)
+                queued += 1
+                if queued >= REPLAY_CHUNK:
+                    await pipe.execute()
+                    queued = 0
+            if queued:
+                await pipe.execute()
 
     async def release(self, keys: Sequence[str], token: str) -> None:
         """ZREM the token from each window (one round trip)."""
@@ -449,8 +520,21 @@ class FallbackCache:
         )
 
 
+class _StaleEpoch(RedisError):
+    """Redis kept changing its epoch while this replica rebuilt its reservations."""
+
+
 class FallbackProtection:
-    """`ProtectionStore`: Redis while it answers; memory with a per-replica share otherwise."""
+    """`ProtectionStore`: Redis while it answers; what this replica remembers otherwise.
+
+    Every reservation Redis makes is also remembered here with the count Redis returned
+    (`ReservationMemory`). While Redis is away a replica allows, per window, its share of what
+    was left: `(limit - highest count seen) // fallback_replicas`. When Redis comes back the
+    replica writes all its live reservations back (the same members, so nothing counts twice):
+    on reconnect, and when the admit script finds the epoch key gone (a restart without
+    persistence, a failover), even if no call noticed the outage.
+    Cool-down flags are mirrored in memory, so the replica that learned one keeps it.
+    """
 
     def __init__(
         self,
@@ -458,38 +542,85 @@ class FallbackProtection:
         memory: MemoryProtection,
         health: RedisHealth,
         fallback_replicas: int,
+        remembered: ReservationMemory | None = None,
     ) -> None:
         self.redis = redis
         self.memory = memory
+        self.remembered = remembered or ReservationMemory(memory.capacity)
         self._health = health
         self._replicas = fallback_replicas
+        self._epoch = ""  # the epoch this replica's remembered reservations are in Redis under
+        self._rebuild: asyncio.Task[None] | None = None
 
     async def admit(
         self, windows: Sequence[Window], flags: Sequence[str], token: str
     ) -> AdmitResult:
-        """Reserve in Redis, or in memory within this replica's share of each limit."""
-        shares = [replace(w, limit=max(1, w.limit // self._replicas)) for w in windows]
+        """Reserve in Redis, or in memory within this replica's share of what is left."""
+        if (await self.memory.admit((), flags, token)).admission is Admission.COOLING_DOWN:
+            return AdmitResult(Admission.COOLING_DOWN)
+        return await self._health.run(
+            lambda: self._admit_online(windows, flags, token),
+            lambda: self._admit_offline(windows, token),
+        )
 
-        async def in_memory() -> AdmitResult:
-            result = await self.memory.admit(shares, flags, token)
-            if result.window is not None:  # report the configured window, not the share
-                return AdmitResult(result.admission, windows[shares.index(result.window)])
-            return result
+    async def _admit_online(
+        self, windows: Sequence[Window], flags: Sequence[str], token: str
+    ) -> AdmitResult:
+        for _ in range(3):
+            reply = await self.redis.reserve(windows, flags, token, self._epoch)
+            if reply.status != -2:
+                break
+            await self._rebuilt(reply.epoch)
+        else:
+            raise _StaleEpoch("the epoch changed during every rebuild")
+        if reply.status == 0:
+            self.remembered.admitted(windows, reply.counts, token, reply.server_ms)
+            return ADMITTED
+        if reply.status < 0:
+            return AdmitResult(Admission.COOLING_DOWN)
+        self.remembered.refused(windows, reply.counts)
+        return AdmitResult(Admission.LIMITED, windows[reply.status - 1])
 
-        return await self._health.run(lambda: self.redis.admit(windows, flags, token), in_memory)
+    async def _admit_offline(self, windows: Sequence[Window], token: str) -> AdmitResult:
+        full = self.remembered.offline_full(windows, self._replicas)
+        if full is not None:
+            return AdmitResult(Admission.LIMITED, full)
+        if not self.remembered.reserve_offline(windows, token):
+            self.memory.on_full()
+            return AdmitResult(Admission.FULL)
+        return ADMITTED
+
+    async def _rebuilt(self, epoch: str) -> None:
+        """Re-add every live reservation under a new epoch; concurrent callers share one rebuild."""
+        if self._rebuild is None or self._rebuild.done():
+            self._rebuild = asyncio.create_task(self._replay(epoch))
+            # Retrieved here: a caller cancelled while waiting must not leave it unread.
+            self._rebuild.add_done_callback(lambda t: t.cancelled() or t.exception())
+        # Shielded: a caller's deadline must not leave the set half rebuilt.
+        await asyncio.shield(self._rebuild)
+
+    async def _replay(self, epoch: str) -> None:
+        await self.redis.replay(list(self.remembered.replays()))
+        self._epoch = epoch
+
+    async def reconnect(self) -> None:
+        """Check Redis and write back what it may lack (the health probe; raises on trouble).
+
+        Everything live is written back, not only what was reserved offline: a failover to a
+        Redis replica that lagged keeps the epoch key but may lack the newest members, and the
+        same members and scores make a second ZADD a no-op.
+        """
+        await self._replay(await self.redis.epoch(uuid.uuid4().hex))
 
     async def release(self, keys: Sequence[str], token: str) -> None:
         """Give back a reservation (a token the store does not hold is ignored)."""
-        await self._health.run(
-            lambda: self.redis.release(keys, token), lambda: self.memory.release(keys, token)
-        )
+        self.remembered.release(keys, token)
+        await self._health.run(lambda: self.redis.release(keys, token), _nothing)
 
     async def set_flag(self, key: str, seconds: float) -> None:
-        """Set a cool-down flag for `seconds`."""
-        await self._health.run(
-            lambda: self.redis.set_flag(key, seconds),
-            lambda: self.memory.set_flag(key, seconds),
-        )
+        """Set a cool-down flag for `seconds` (in memory too: it outlives a Redis restart here)."""
+        await self.memory.set_flag(key, seconds)
+        await self._health.run(lambda: self.redis.set_flag(key, seconds), _nothing)
 
     async def take_token(self, key: str, rate: float, burst: int) -> bool:
         """Take one token from a bucket."""
@@ -497,6 +628,10 @@ class FallbackProtection:
             lambda: self.redis.take_token(key, rate, burst),
             lambda: self.memory.take_token(key, rate, burst),
         )
+
+
+async def _nothing() -> None:
+    """The fallback of a write the memory side has already done."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,11 +666,14 @@ class SharedState:
         if redis is not None:
             self._redis_cache = RedisCacheStore(redis)
             self._redis_protection = RedisProtection(redis)
-            self.health = RedisHealth(self._redis_protection.ping, on_redis_change)
+            # The probe is the protection's reconnect: Redis counts as back only once this
+            # replica has written back the reservations it may lack.
+            self.health = RedisHealth(lambda: protection.reconnect(), on_redis_change)
             self.cache = FallbackCache(self._redis_cache, memory_cache, self.health)
-            self.protection = FallbackProtection(
+            protection = FallbackProtection(
                 self._redis_protection, memory_protection, self.health, limits.fallback_replicas
             )
+            self.protection = protection
 
     @property
     def redis_up(self) -> bool | None:

@@ -278,3 +278,159 @@ async def test_a_verified_hook_call_costs_four_redis_round_trips(
         "ZREM",
         "ZREM",
     ], sent
+
+
+# Limits that survive Redis: two replicas in one process (each app has its own state, pool and
+# probe, as two processes would), one real Redis killed and restarted empty on the same port.
+async def _replicas(make_gateway: GatewayFactory, server: RedisServer) -> list[Any]:
+    # Generous: a loaded machine must not pass for a Redis outage (it would start the shares).
+    cache = {**_redis_cache(server), "redis_timeout_seconds": 1.0}
+    return [await make_gateway(extra={"cache": cache}) for _ in range(2)]
+
+
+async def _wrong_passwords(
+    entra: RunningEmulator, replicas: list[Any], count: int, first: int
+) -> list[int]:
+    """Send `count` wrong passwords round-robin; how many reached the directory per replica."""
+    reached = [0] * len(replicas)
+    for i in range(count):
+        before = entra.emulator.token_requests_by_user[ALICE]
+        _, body = await post_hook(replicas[i % len(replicas)], ALICE, f"Wrong#Pass-{first + i}")
+        assert credential(body) == "UNVERIFIED"
+        reached[i % len(replicas)] += entra.emulator.token_requests_by_user[ALICE] - before
+    return reached
+
+
+async def _redis_seen_up(replicas: list[Any], up: bool) -> None:
+    """Wait (generous deadline) until every replica's health says Redis is up, or down."""
+    for _ in range(300):
+        if all(
+            r.server.app[METRICS].registry.get_sample_value("gateway_redis_up") == int(up)
+            for r in replicas
+        ):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"replicas did not see redis {'up' if up else 'down'}")
+
+
+def _failure_sets(server: RedisServer) -> list[int]:
+    """How many reservations each per-user failure window in Redis holds."""
+    import redis
+
+    client = redis.Redis(port=server.port)
+    try:
+        return [int(client.zcard(key)) for key in client.scan_iter(match="*:fail-user:*")]
+    finally:
+        client.close()
+
+
+async def test_a_redis_restarted_empty_lets_no_wrong_password_past_the_username_limit(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        before = await _wrong_passwords(entra, replicas, 5, 0)
+        server.stop()
+        during = await _wrong_passwords(entra, replicas, 20, 100)
+        server.start()  # same port, no persistence: every set and the epoch key are gone
+        await _redis_seen_up(replicas, True)
+        after = await _wrong_passwords(entra, replicas, 20, 200)
+        assert (sum(before), sum(during), sum(after)) == (5, 0, 0), (before, during, after)
+        assert _failure_sets(server) == [5]  # the replicas rebuilt the set
+    finally:
+        server.stop()
+
+
+async def test_an_outage_gives_each_replica_a_share_of_what_redis_had_left(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        assert await _wrong_passwords(entra, replicas, 3, 0) == [2, 1]  # f = 3 and 2
+        server.stop()
+        during = await _wrong_passwords(entra, replicas, 20, 100)
+        # (5 - 3) // 2 = 1 and (5 - 2) // 2 = 1: the fleet stays within 5.
+        assert during == [1, 1]
+    finally:
+        server.stop()
+
+
+async def test_redis_back_with_its_data_counts_each_reservation_once(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        await _wrong_passwords(entra, replicas, 3, 0)
+        server.pause()  # a network blip: connections stall, the data stays
+        during = await _wrong_passwords(entra, replicas, 4, 100)
+        await _redis_seen_up(replicas, False)
+        server.resume()
+        await _redis_seen_up(replicas, True)
+        # 3 already there, written back idempotently, plus the 2 made during the blip.
+        assert (sum(during), _failure_sets(server)) == (2, [5])
+        assert sum(await _wrong_passwords(entra, replicas, 6, 200)) == 0
+    finally:
+        server.resume()
+        server.stop()
+
+
+async def test_a_redis_restart_no_call_noticed_is_found_by_the_epoch_on_the_next_admit(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        replica = replicas[0]
+        await _wrong_passwords(entra, [replica], 3, 0)
+        server.stop()
+        server.start()  # nothing was sent meanwhile: the replica never saw Redis down
+        reached = await _wrong_passwords(entra, [replica], 10, 100)
+        assert (reached, _failure_sets(server)) == ([2], [5])
+        registry = replica.server.app[METRICS].registry
+        assert registry.get_sample_value("gateway_redis_up") == 1
+    finally:
+        server.stop()
+
+
+async def test_a_released_attempt_is_not_written_back_after_redis_restarts_empty(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        (replica, _) = await _replicas(make_gateway, server)
+        await _wrong_passwords(entra, [replica], 2, 0)
+        _, body = await post_hook(replica, ALICE, USERS[ALICE])
+        assert credential(body) == "VERIFIED"  # reserved, then given back: it spends nothing
+        assert _failure_sets(server) == [2]  # and a verified sign-in does not reset the count
+        server.stop()
+        server.start()
+        assert await _wrong_passwords(entra, [replica], 1, 100) == [1]
+        assert _failure_sets(server) == [3]
+    finally:
+        server.stop()
+
+
+async def test_a_second_outage_in_the_same_window_hands_out_no_second_share(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        await _wrong_passwords(entra, replicas, 3, 0)
+        server.stop()
+        assert await _wrong_passwords(entra, replicas, 20, 100) == [1, 1]
+        server.start()
+        await _redis_seen_up(replicas, True)  # both wrote their reservations back: 5 in Redis
+        server.stop()  # no attempt for this user in between: no replica has seen the 5
+        assert await _wrong_passwords(entra, replicas, 20, 200) == [0, 0]
+    finally:
+        server.stop()
