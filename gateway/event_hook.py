@@ -8,8 +8,9 @@ Answers, in the order checked:
 - 401 when the auth header is missing or wrong (the same whole-header, constant-time comparison
   with rotation as the password hook), before anything of the body is read;
 - 413 past `max_body_bytes`, 415 for a body that is not JSON (`Content-Type`, or a content
-  coding the gateway does not decode), 400 for anything that is not an event envelope. Okta
-  does not retry a 4xx, and a retry would not fix any of them;
+  coding the gateway does not decode), 400 for anything that is not an event envelope (or a
+  body not all there 2.5 s after its head). Okta does not retry a 4xx, and a retry would not
+  fix any of them;
 - 503 only while the ledger cannot record the delivery (not open yet, down, too slow to answer
   within Okta's 3 s): Okta retries once, and the events are deduplicated by uuid;
 - 200 (empty, as Okta asks) once every event is in the ledger and the migrated marks are
@@ -27,8 +28,16 @@ from typing import Final
 from aiohttp import web
 
 from gateway.auth import header_matches
-from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
+from gateway.body import (
+    ACCEPTED_ENCODINGS,
+    BadEncoding,
+    BodyTimeout,
+    TooLarge,
+    UnsupportedEncoding,
+    read_body,
+)
 from gateway.config import GatewayConfig
+from gateway.connections import BODY_TIMEOUT, close_connection
 from gateway.metrics import GatewayMetrics
 from gateway.migrate.events import (
     ActionQueue,
@@ -50,7 +59,8 @@ event_logger = logging.getLogger("gateway.event_hook")
 
 CHALLENGE_HEADER: Final = "x-okta-verification-challenge"
 _MAX_CHALLENGE: Final = 1024
-# Okta waits 3 s; what is not recorded by then is answered 503 and comes again once.
+# Okta waits 3 s; what is not recorded by then is answered 503 and comes again once. The body
+# must arrive and be recorded within this, counted from when the handler starts.
 ANSWER_BUDGET_SECONDS: Final = 2.5
 # Background actions: attempts per action and the first wait between them (doubling).
 ACTION_ATTEMPTS: Final = 4
@@ -158,9 +168,15 @@ async def handle_delivery(request: web.Request) -> web.Response:
     if not _is_json(request.content_type):
         return _answer(request, 415, "send Content-Type: application/json")
     try:
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, started + ANSWER_BUDGET_SECONDS)
     except TooLarge:
         return _answer(request, 413, f"body larger than {limit} bytes")
+    except BodyTimeout:
+        # 400 as for the password hook: no 4xx is resent by Okta, and 408 may be by a client.
+        summary = f"body not received within {ANSWER_BUDGET_SECONDS} s"
+        response = _answer(request, 400, summary)
+        close_connection(request, response, BODY_TIMEOUT)  # the rest of the body is unread
+        return response
     except UnsupportedEncoding:
         summary = f"unsupported Content-Encoding; send {ACCEPTED_ENCODINGS} or none"
         return _answer(request, 415, summary, {"Accept-Encoding": ACCEPTED_ENCODINGS})
@@ -181,7 +197,7 @@ async def _record(
     snapshot = Snapshot(current.config, current.service.router, current.sources)
     try:
         ledger = serve_ledger.require()
-        async with asyncio.timeout(ANSWER_BUDGET_SECONDS):
+        async with asyncio.timeout_at(started + ANSWER_BUDGET_SECONDS):
             outcome = await hook.processor.process(ledger, delivery, snapshot)
     except LedgerUnavailable:
         return _answer(request, 503, "the migration ledger is not open yet", delivery=delivery)
