@@ -284,3 +284,28 @@ def test_event_actions_without_okta_api_are_a_config_problem(
         parse_config(yaml.safe_dump(data), env={})
     text = "\n".join(raised.value.lines())
     assert "okta.api" in text and "okta.org_url" in text
+
+
+async def test_a_dripped_delivery_is_answered_400_within_its_budget_and_the_next_is_recorded(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.event_hook.ANSWER_BUDGET_SECONDS", 0.5)
+    body = json.dumps(envelope([event(IMPORT, okta_id(1), "u1@contoso.com")])).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    head = (
+        f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {EVENT_SECRET}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    writer.write(head + body[:10])  # and then nothing more: a client holding the handler
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)  # closed after the answer
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {
+        "error": {"errorSummary": "body not received within 0.5 s"}
+    }
+    response = await _post(client, json.loads(body))
+    assert response.status == 200
+    assert _count(client, IMPORT, "recorded") == 1
