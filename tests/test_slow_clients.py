@@ -149,7 +149,9 @@ async def test_the_connection_over_the_cap_is_closed_at_once_and_the_others_keep
     start_gateway: StartGateway,
 ) -> None:
     metrics_port = free_port()
-    gateway = await start_gateway({"max_connections": 20, "metrics_port": metrics_port})
+    # A head timeout longer than the close deadline: only the refusal can close the 21st.
+    server = {"max_connections": 20, "header_timeout_seconds": 60.0, "metrics_port": metrics_port}
+    gateway = await start_gateway(server)
     port = _port(gateway.url)
     kept = list(
         await asyncio.gather(*(asyncio.open_connection("127.0.0.1", port) for _ in range(20)))
