@@ -42,13 +42,16 @@ HEADER_TIMEOUT: Final = "header_timeout"
 BODY_TIMEOUT: Final = "body_timeout"
 OVER_CAPACITY: Final = "over_capacity"
 
-_CLOSE_REASON = web.RequestKey("close_reason", str)
 _Handler = Callable[[web.BaseRequest], Awaitable[web.StreamResponse]]
 
 
 def close_connection(request: web.BaseRequest, response: web.StreamResponse, reason: str) -> None:
     """Close the connection after `response` and count it under `reason` (e.g. body_timeout)."""
-    request[_CLOSE_REASON] = reason
+    transport = request.transport
+    # The transport's protocol is the guard's (for TLS too); an unguarded server has none.
+    connection = transport.get_protocol() if transport is not None else None
+    if isinstance(connection, _GuardedConnection):
+        connection.closing_for(reason)
     response.force_close()
 
 
@@ -93,7 +96,7 @@ class ConnectionGuard:
             try:
                 return await handler(request)
             finally:
-                connection.request_done(request.get(_CLOSE_REASON))
+                connection.request_done()
 
         return watched
 
@@ -174,11 +177,13 @@ class _GuardedConnection(asyncio.Protocol):
         self._disarm()
         self._between_requests = False
 
-    def request_done(self, reason: str | None) -> None:
+    def request_done(self) -> None:
         """The app answered; the connection may idle until its next request."""
-        if reason is not None:
-            self._reason = reason
         self._between_requests = True
+
+    def closing_for(self, reason: str) -> None:
+        """The app closes the connection after its answer, for `reason`."""
+        self._reason = reason
 
     def _arm(self, since: float) -> None:
         self._disarm()
