@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from gateway.auth import header_matches
+from gateway.connections import serve_guarded
 from gateway.runtime import RUNTIME, Runtime
 from gateway.serve_ledger import serve_ledger_of
 
@@ -63,7 +64,20 @@ async def admin_listener(app: web.Application) -> AsyncIterator[None]:
     assert admin is not None
     runner = web.AppRunner(create_admin_app(runtime, serve_ledger_of(app)), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, admin.host, admin.port).start()
+    # The admin listener's connections are capped and timed like the hook port's.
+    server = runtime.current.config.server
+    try:
+        await serve_guarded(
+            runner,
+            admin.host,
+            admin.port,
+            listener="admin",
+            settings=server,
+            metrics=runtime.metrics,
+        )
+    except BaseException:
+        await runner.cleanup()
+        raise
     logger.info("admin listener started", extra={"host": admin.host, "port": admin.port})
     try:
         yield

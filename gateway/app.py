@@ -15,8 +15,16 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.admin import admin_listener
-from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
+from gateway.body import (
+    ACCEPTED_ENCODINGS,
+    BadEncoding,
+    BodyTimeout,
+    TooLarge,
+    UnsupportedEncoding,
+    read_body,
+)
 from gateway.config import GatewayConfig
+from gateway.connections import BODY_TIMEOUT, close_connection, serve_guarded
 from gateway.ledger.models import Decision as LedgerDecision
 from gateway.logs import install_library_filters
 from gateway.loop_lag import loop_lag_ctx
@@ -179,7 +187,14 @@ async def _metrics_listener(app: web.Application) -> AsyncIterator[None]:
     runner = web.AppRunner(metrics_app, access_log=None)
     await runner.setup()
     try:
-        await web.TCPSite(runner, server.host, server.metrics_port).start()
+        await serve_guarded(
+            runner,
+            server.host,
+            server.metrics_port,
+            listener="metrics",
+            settings=server,
+            metrics=app[METRICS],
+        )
     except BaseException:
         await runner.cleanup()
         raise
@@ -255,11 +270,18 @@ async def _answer(request: web.Request, generation: Generation) -> web.Response:
         )
     limit = config.server.max_body_bytes
     try:
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, deadline)
     except TooLarge:
         return _reject(
             metrics, generation, started, 413, "too_large", f"body larger than {limit} bytes"
         )
+    except BodyTimeout:
+        # A 400 (a bad request), not a 408: Okta resends nothing after a 4xx, but 408 is the one
+        # 4xx an HTTP client may repeat on its own, and a repeat sends the password once more.
+        summary = f"body not received within {config.budget_seconds} s"
+        response = _reject(metrics, generation, started, 400, "bad_request", summary)
+        close_connection(request, response, BODY_TIMEOUT)  # the rest of the body is unread
+        return response
     except UnsupportedEncoding:
         # The outcome label set is closed and has no 415 of its own: it is a bad request.
         summary = f"unsupported Content-Encoding; send {ACCEPTED_ENCODINGS} or none"

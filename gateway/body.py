@@ -2,11 +2,13 @@
 
 Call `read_body` only after the request is authenticated: until then the gateway reads nothing,
 so an unauthenticated client cannot make it inflate anything (the app turns off aiohttp's own
-decompression for the same reason).
+decompression for the same reason). The body must also arrive by a deadline the caller sets
+from when its handler started: aiohttp would wait for a dripped body for ever.
 """
 
 from __future__ import annotations
 
+import asyncio
 import zlib
 from collections.abc import Sequence
 
@@ -32,6 +34,10 @@ class TooLarge(BodyError):
     """The raw or the inflated body is over the limit."""
 
 
+class BodyTimeout(BodyError):
+    """The body did not arrive by the deadline (a client dripping it holds a handler)."""
+
+
 class UnsupportedEncoding(BodyError):
     """A content coding the gateway does not decode, or several stacked."""
 
@@ -40,15 +46,19 @@ class BadEncoding(BodyError):
     """The body is not valid data of its declared content coding."""
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
+async def read_body(request: web.Request, limit: int, deadline: float) -> bytes:
     """The decoded body, at most `limit` bytes both as sent and once inflated.
 
-    Raises TooLarge (declared, raw or inflated size), then UnsupportedEncoding, then BadEncoding,
-    in the contract's order of checks.
+    Raises TooLarge (declared, raw or inflated size), BodyTimeout (not all there by `deadline`,
+    event loop time), then UnsupportedEncoding, then BadEncoding, in the contract's order.
     """
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge
-    raw = await _read_raw(request.content, limit)
+    try:
+        async with asyncio.timeout_at(deadline):
+            raw = await _read_raw(request.content, limit)
+    except TimeoutError:
+        raise BodyTimeout from None
     return decode(raw, request.headers.getall(hdrs.CONTENT_ENCODING, []), limit)
 
 

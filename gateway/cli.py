@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import hdrs, web
 
-from gateway.app import create_app
+from gateway.app import METRICS, create_app
 from gateway.config import (
     ConfigError,
     GatewayConfig,
@@ -30,6 +30,7 @@ from gateway.config import (
     load_config,
     load_server_config,
 )
+from gateway.connections import serve_guarded
 from gateway.logs import configure_logging
 from gateway.migrate.cli import add_migrate_parser
 from gateway.runtime import reload_on_sighup
@@ -254,9 +255,16 @@ async def _serve_until_signalled(
     try:
         await runner.setup()
         if not drain.stopping:  # a signal during start-up stops before listening
-            site = web.TCPSite(runner, server.host, server.port, ssl_context=ssl_context)
             try:
-                await site.start()
+                await serve_guarded(
+                    runner,
+                    server.host,
+                    server.port,
+                    listener="hook",
+                    settings=server,
+                    metrics=app[METRICS],
+                    ssl_context=ssl_context,
+                )
             except OSError as err:
                 logger.error(
                     "cannot listen",

@@ -88,6 +88,12 @@ class ServerConfig(_Strict):
     # A listener of its own for /metrics (on `host`), so a scraper never needs the hook port and a
     # NetworkPolicy can tell them apart; None keeps /metrics on `port`.
     metrics_port: StrictInt | None = Field(None, ge=1, le=65535)
+    # Slow clients (gateway/connections.py): the request line and headers (and a TLS handshake)
+    # must arrive within this; aiohttp itself has no such timeout.
+    header_timeout_seconds: StrictFloat = Field(10.0, gt=0, le=300)
+    # Open connections per listener; more are closed at once after accept. Well above Okta's
+    # 75 (some orgs 150) concurrent calls per org.
+    max_connections: StrictInt = Field(1000, ge=1, le=1_000_000)
 
 
 class AdminConfig(_Strict):

@@ -8,8 +8,9 @@ Answers, in the order checked:
 - 401 when the auth header is missing or wrong (the same whole-header, constant-time comparison
   with rotation as the password hook), before anything of the body is read;
 - 413 past `max_body_bytes`, 415 for a body that is not JSON (`Content-Type`, or a content
-  coding the gateway does not decode), 400 for anything that is not an event envelope. Okta
-  does not retry a 4xx, and a retry would not fix any of them;
+  coding the gateway does not decode), 400 for anything that is not an event envelope (or a
+  body not all there 2.5 s after its head). Okta does not retry a 4xx, and a retry would not
+  fix any of them;
 - 503 only while the ledger cannot record the delivery (not open yet, down, too slow to answer
   within Okta's 3 s): Okta retries once, and the events are deduplicated by uuid;
 - 200 (empty, as Okta asks) once every event is in the ledger and the migrated marks are
@@ -27,8 +28,16 @@ from typing import TYPE_CHECKING, Final
 from aiohttp import web
 
 from gateway.auth import header_matches
-from gateway.body import ACCEPTED_ENCODINGS, BadEncoding, TooLarge, UnsupportedEncoding, read_body
+from gateway.body import (
+    ACCEPTED_ENCODINGS,
+    BadEncoding,
+    BodyTimeout,
+    TooLarge,
+    UnsupportedEncoding,
+    read_body,
+)
 from gateway.config import GatewayConfig
+from gateway.connections import BODY_TIMEOUT, close_connection
 from gateway.metrics import GatewayMetrics
 from gateway.migrate.events import (
     ActionQueue,
@@ -53,6 +62,9 @@ event_logger = logging.getLogger("gateway.event_hook")
 
 CHALLENGE_HEADER: Final = "x-okta-verification-challenge"
 _MAX_CHALLENGE: Final = 1024
+# Deliveries applied at once (answered or still committing after a 503): past it a new one is
+# answered 503 at once, so a stalled ledger cannot pile up parsed deliveries in memory.
+MAX_APPLYING: Final = 4
 # Background actions: attempts per action and the first wait between them (doubling).
 ACTION_ATTEMPTS: Final = 4
 ACTION_BACKOFF_SECONDS = 1.0
@@ -68,36 +80,54 @@ class EventHook:
         self.settings = settings
         self.metrics = metrics
         self.actions: ActionQueue | None = None
-        # The loop's clock: the handler's deadline is taken on it.
-        self.processor = EventProcessor(
-            chunk_events=settings.chunk_events, clock=lambda: asyncio.get_running_loop().time()
-        )
-        self._applying: set[asyncio.Task[DeliveryOutcome]] = set()  # answered or not
+        self.processor = EventProcessor(chunk_events=settings.chunk_events)
+        # Deliveries being applied (answered or not), and by `eventId`: Okta's retry of a
+        # delivery answered 503 carries the same `eventId` and waits for the first to finish.
+        self._applying: set[asyncio.Task[DeliveryOutcome]] = set()
+        self._by_event_id: dict[str, asyncio.Task[DeliveryOutcome]] = {}
 
     def start(
-        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot, deadline: float
-    ) -> asyncio.Task[DeliveryOutcome]:
-        """Apply a delivery in a task of its own, which outlives the answer if it must."""
-        task = asyncio.create_task(self._apply(ledger, delivery, snapshot, deadline))
+        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot
+    ) -> asyncio.Task[DeliveryOutcome] | None:
+        """The task applying `delivery`: its own, or the first attempt's still running.
+
+        The task outlives the answer: a delivery answered 503 for time goes on being applied,
+        so Okta's retry finds it done (or joins it) rather than starting over. None when
+        `MAX_APPLYING` deliveries are being applied already.
+        """
+        event_id = delivery.event_id
+        running = self._by_event_id.get(event_id) if event_id is not None else None
+        if running is not None:
+            return running
+        if len(self._applying) >= MAX_APPLYING:
+            return None
+        task = asyncio.create_task(self._apply(ledger, delivery, snapshot))
         self._applying.add(task)
-        task.add_done_callback(self._finished)
+        if event_id is not None:
+            self._by_event_id[event_id] = task
+        task.add_done_callback(lambda done: self._finished(done, event_id))
         return task
 
     async def _apply(
-        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot, deadline: float
+        self, ledger: Ledger, delivery: Delivery, snapshot: Snapshot
     ) -> DeliveryOutcome:
         """Apply, and count what was applied, even when the answer went out before."""
         outcome = DeliveryOutcome()
         try:
-            return await self.processor.process(
-                ledger, delivery, snapshot, deadline=deadline, outcome=outcome
-            )
+            return await self.processor.process(ledger, delivery, snapshot, outcome=outcome)
         finally:
             for (label, result), count in outcome.counts.items():
                 self.metrics.okta_events.labels(type=label, outcome=result).inc(count)
 
-    def _finished(self, task: asyncio.Task[DeliveryOutcome]) -> None:
+    @property
+    def applying(self) -> frozenset[asyncio.Task[DeliveryOutcome]]:
+        """The deliveries being applied now (answered or not)."""
+        return frozenset(self._applying)
+
+    def _finished(self, task: asyncio.Task[DeliveryOutcome], event_id: str | None) -> None:
         self._applying.discard(task)
+        if event_id is not None and self._by_event_id.get(event_id) is task:
+            del self._by_event_id[event_id]
         # Retrieved here: after a 503 for time, nobody else awaits the task.
         if not task.cancelled() and task.exception() is not None:
             logger.warning(
@@ -211,9 +241,15 @@ async def handle_delivery(request: web.Request) -> web.Response:
     if not _is_json(request.content_type):
         return _answer(request, 415, "send Content-Type: application/json")
     try:
-        body = await read_body(request, limit)
+        body = await read_body(request, limit, started + settings.budget_seconds)
     except TooLarge:
         return _answer(request, 413, f"body larger than {limit} bytes")
+    except BodyTimeout:
+        # 400 as for the password hook: no 4xx is resent by Okta, and 408 may be by a client.
+        summary = f"body not received within {settings.budget_seconds} s"
+        response = _answer(request, 400, summary)
+        close_connection(request, response, BODY_TIMEOUT)  # the rest of the body is unread
+        return response
     except UnsupportedEncoding:
         summary = f"unsupported Content-Encoding; send {ACCEPTED_ENCODINGS} or none"
         return _answer(request, 415, summary, {"Accept-Encoding": ACCEPTED_ENCODINGS})
@@ -236,12 +272,13 @@ async def _record(
         ledger = serve_ledger.require()
     except LedgerUnavailable:
         return _answer(request, 503, "the migration ledger is not open yet", delivery=delivery)
-    deadline = started + hook.settings.budget_seconds
-    task = hook.start(ledger, delivery, snapshot, deadline)
+    task = hook.start(ledger, delivery, snapshot)
+    if task is None:
+        return _answer(request, 503, "the migration ledger is busy", delivery=delivery)
     try:
-        # Shielded: a chunk that is committing when the answer is due finishes (or rolls back)
-        # whole in the background; a cancelled commit could leave the connection unusable.
-        async with asyncio.timeout_at(deadline):
+        # Shielded: the delivery goes on in the background past the answer (a chunk that is
+        # committing finishes whole; a cancelled commit could leave the connection unusable).
+        async with asyncio.timeout_at(started + hook.settings.budget_seconds):
             outcome = await asyncio.shield(task)
     except TimeoutError:
         return _answer(request, 503, "the migration ledger is too slow", delivery=delivery)
@@ -249,8 +286,6 @@ async def _record(
         # Only the type: a database error's text can quote logins and ids.
         logger.warning("event delivery not recorded", extra={"error": type(err).__name__})
         return _answer(request, 503, "the migration ledger is unavailable", delivery=delivery)
-    if not outcome.complete:
-        return _answer(request, 503, "the migration ledger is too slow", delivery=delivery)
     seconds = asyncio.get_running_loop().time() - started
     _log(request, 200, "recorded", delivery, outcome, seconds)
     return web.Response(status=200)

@@ -27,6 +27,9 @@ OKTA_EVENT_TYPES = (
     "user.import.password", "user.lifecycle.activate", "user.lifecycle.create",
     "application.user_membership.add", "other",
 )  # fmt: skip
+# Connections by listener (gateway/connections.py) and why they closed.
+LISTENERS = ("hook", "metrics", "admin")
+CONNECTION_CLOSE_REASONS = ("normal", "header_timeout", "body_timeout", "over_capacity")
 OKTA_EVENT_OUTCOMES = ("recorded", "duplicate", "ignored", "import_failed", "failed")
 # Fine below 100 ms (cache hits, fast directories), coarse up to the 3 s Okta limit.
 LATENCY_BUCKETS = (
@@ -118,6 +121,22 @@ class GatewayMetrics:
         self.inflight = Gauge(
             "gateway_inflight_requests", "Hook requests being answered now.", registry=r
         )
+        self.connections_open = Gauge(
+            "gateway_connections_open", "Open client connections by listener.", ["listener"],
+            registry=r,
+        )  # fmt: skip
+        self.connections_closed = Counter(
+            "gateway_connections_closed_total",
+            "Client connections closed, by listener and reason: normal, header_timeout (request "
+            "head or TLS handshake not done in time), body_timeout, over_capacity (refused at "
+            "server.max_connections).",
+            ["listener", "reason"],
+            registry=r,
+        )
+        for listener in LISTENERS:
+            self.connections_open.labels(listener=listener)
+            for close_reason in CONNECTION_CLOSE_REASONS:
+                self.connections_closed.labels(listener=listener, reason=close_reason)
         self.event_loop_lag = Gauge(
             "gateway_event_loop_lag_seconds",
             "Worst lateness of the event loop over the last 15 s (every answer waits for it).",

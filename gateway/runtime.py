@@ -50,6 +50,8 @@ RESTART_ONLY = (
     "server.shutdown_grace_seconds",
     "server.pid_file",
     "server.metrics_port",
+    "server.header_timeout_seconds",
+    "server.max_connections",
     "admin",
     "okta.hook_path",
     # The event hook's route, the ledger it writes and the Okta client of its actions.

@@ -18,7 +18,8 @@ from gateway.config import GatewayConfig, parse_config
 from gateway.demo import okta_payload
 from gateway.emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.logs import LIBRARY_LOGGERS, JsonFormatter
-from tests.redis_server import MONITORED, RedisServer
+from tests.redis_server import MONITORED, RedisServer, free_port
+from tests.serve_process import ServeProcess
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USERS_FILE = FIXTURES / "entra_users.yaml"
@@ -227,3 +228,34 @@ def credential(body: Any) -> str:
     assert set(command["value"]) == {"credential"}
     value: str = command["value"]["credential"]
     return value
+
+
+StartGateway = Callable[..., Awaitable[ServeProcess]]
+
+
+@pytest.fixture
+async def start_gateway(
+    entra: RunningEmulator, tmp_path: Path, secret_scan: SecretScan
+) -> AsyncIterator[StartGateway]:
+    """Start `gateway serve` subprocesses against the emulator; kill leftovers, scan their logs."""
+    started: list[ServeProcess] = []
+
+    async def start(server: dict[str, Any] | None = None, **options: Any) -> ServeProcess:
+        config = yaml.safe_load(gateway_yaml(entra.url, **options))
+        port = free_port()
+        config["server"].update({"host": "127.0.0.1", "port": port, **(server or {})})
+        config["logging"]["level"] = "info"
+        path = tmp_path / f"gateway{len(started)}.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+        scheme = "https" if "tls" in config["server"] else "http"
+        process = ServeProcess(path, f"{scheme}://127.0.0.1:{port}")
+        started.append(process)
+        await process.start()
+        return process
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            await process.stop()
+            secret_scan.add_output(process.output())

@@ -355,3 +355,25 @@ def test_an_unreadable_secret_file_is_one_problem() -> None:
     ((where, message),) = _problem_list(text)
     assert where == "sources[0].client_secret_file"
     assert "cannot read secret file" in message
+
+
+@pytest.mark.parametrize(
+    ("server", "path", "message"),
+    [
+        ("{header_timeout_seconds: 0}", "server.header_timeout_seconds", "greater than 0"),
+        ("{header_timeout_seconds: 301}", "server.header_timeout_seconds", "less than or equal"),
+        ('{header_timeout_seconds: "10"}', "server.header_timeout_seconds", "valid number"),
+        ("{max_connections: 0}", "server.max_connections", "greater than or equal to 1"),
+        ("{max_connections: 2000000}", "server.max_connections", "less than or equal"),
+        ("{max_connections: 10.5}", "server.max_connections", "valid integer"),
+    ],
+)
+def test_slow_client_limits_are_positive_and_bounded(server: str, path: str, message: str) -> None:
+    problems = _problems(VALID.replace("SECRET_FILE", "/dev/null") + f"server: {server}\n")
+    assert message in problems[path]
+
+
+def test_slow_client_limits_default_to_ten_seconds_and_a_thousand_connections() -> None:
+    text = VALID.replace("client_secret_file: SECRET_FILE", "client_secret: s")
+    server = parse_config(text, env={"HOOK_SECRET": "Basic dXNlcjpwYXNz"}).server
+    assert (server.header_timeout_seconds, server.max_connections) == (10.0, 1000)

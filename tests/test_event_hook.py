@@ -298,4 +298,31 @@ async def test_an_odd_timestamp_beside_a_good_event_is_counted_failed_and_answer
     assert state["users"][0] is not None and state["users"][0].state is UserState.MIGRATED
     assert state["users"][1] is None  # the odd event marked nobody
     assert _count(client, IMPORT, "failed") == 1
+
+
+async def test_a_dripped_delivery_is_answered_400_within_its_budget_and_the_next_is_recorded(
+    aiohttp_client: Any, ledger_url: str, secrets_scanned: None
+) -> None:
+    app = create_app(parse_config(_yaml(ledger_url, budget_seconds=0.5), env={}))
+    client: Client = await aiohttp_client(app)
+    async with asyncio.timeout(30):
+        await app[SERVE_LEDGER].wait_open()
+    body = json.dumps(envelope([event(IMPORT, okta_id(1), "u1@contoso.com")])).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.port)
+    head = (
+        f"POST {EVENTS_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: {EVENT_SECRET}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    writer.write(head + body[:10])  # and then nothing more: a client holding the handler
+    try:
+        answer = await asyncio.wait_for(reader.read(), 10)  # closed after the answer
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request"
+    assert json.loads(rest.partition(b"\r\n\r\n")[2]) == {
+        "error": {"errorSummary": "body not received within 0.5 s"}
+    }
+    response = await _post(client, json.loads(body))
+    assert response.status == 200
     assert _count(client, IMPORT, "recorded") == 1

@@ -4,50 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
-import yaml
 
 from gateway.demo import okta_payload
 from gateway.emulators.entra import RunningEmulator
-from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, SecretScan, credential, gateway_yaml
-from tests.redis_server import free_port
-from tests.serve_process import ServeProcess
+from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, StartGateway, credential
 
 ALICE = "alice@contoso.com"
 KATE = "kate@contoso.com"
-StartGateway = Callable[..., Awaitable[ServeProcess]]
-
-
-@pytest.fixture
-async def start_gateway(
-    entra: RunningEmulator, tmp_path: Path, secret_scan: SecretScan
-) -> AsyncIterator[StartGateway]:
-    """Start `gateway serve` subprocesses against the emulator; kill leftovers, scan their logs."""
-    started: list[ServeProcess] = []
-
-    async def start(server: dict[str, Any] | None = None, **options: Any) -> ServeProcess:
-        config = yaml.safe_load(gateway_yaml(entra.url, **options))
-        port = free_port()
-        config["server"].update({"host": "127.0.0.1", "port": port, **(server or {})})
-        config["logging"]["level"] = "info"
-        path = tmp_path / f"gateway{len(started)}.yaml"
-        path.write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-        process = ServeProcess(path, f"http://127.0.0.1:{port}")
-        started.append(process)
-        await process.start()
-        return process
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            await process.stop()
-            secret_scan.add_output(process.output())
 
 
 async def _hook(http: aiohttp.ClientSession, url: str, username: str) -> tuple[int, str, str]:

@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -423,7 +422,6 @@ class DeliveryOutcome:
 
     counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     applied: int = 0  # events whose chunk committed
-    complete: bool = True  # False: the deadline (or an error) stopped it before the end
 
     def add(self, event: HookEvent, outcome: Outcome) -> None:
         """Count one event."""
@@ -449,18 +447,13 @@ class EventProcessor:
     """Records deliveries in the ledger and acts on the events new to it, chunk by chunk."""
 
     def __init__(
-        self,
-        actions: ActionQueue | None = None,
-        *,
-        chunk_events: int = DEFAULT_CHUNK_EVENTS,
-        clock: Callable[[], float] = time.monotonic,
+        self, actions: ActionQueue | None = None, *, chunk_events: int = DEFAULT_CHUNK_EVENTS
     ) -> None:
-        """`actions`: where prepare and sync go (None: nothing is queued); `clock`: deadlines'."""
+        """`actions`: where prepare and sync go (None: nothing is queued)."""
         if chunk_events < 1:
             raise ValueError("chunk_events must be at least 1")
         self.actions = actions
         self.chunk_events = chunk_events
-        self._clock = clock
 
     async def process(
         self,
@@ -468,34 +461,25 @@ class EventProcessor:
         delivery: Delivery,
         snapshot: Snapshot,
         *,
-        deadline: float | None = None,
         outcome: DeliveryOutcome | None = None,
     ) -> DeliveryOutcome:
         """Apply a delivery in chunks: each chunk's events and marks are one transaction.
 
         Per chunk: record the events (insert-or-ignore by uuid), read their users by Okta id,
         then by login for ids the ledger does not know, upsert the migrated marks, commit; then
-        queue the chunk's actions. A chunk is started only while `deadline` (on `clock`) leaves
-        at least the time the slowest chunk so far took; the first always is (else a slow
-        ledger would never see progress). What is not started is `complete=False`: the caller
-        answers 503, Okta's retry skips the recorded uuids and applies the rest. Raises what
-        the ledger raises; the chunks committed before stay committed, and counted in
-        `outcome` when the caller passes one.
+        queue the chunk's actions. So a delivery stopped at any point (an error, a shutdown)
+        never leaves a recorded SUCCESS without its mark, and a redelivery skips the recorded
+        uuids and applies the rest. Raises what the ledger raises; the chunks committed before
+        stay committed, and counted in `outcome` when the caller passes one.
         """
         outcome = DeliveryOutcome() if outcome is None else outcome
         for event in delivery.unusable:
             outcome.add(event, "failed")
         ordered = sorted(delivery.events, key=_oldest_first)
-        slowest = 0.0
         for start in range(0, len(ordered), self.chunk_events):
-            now = self._clock()
-            if deadline is not None and (now >= deadline or (start and now + slowest > deadline)):
-                outcome.complete = False
-                break
             chunk = ordered[start : start + self.chunk_events]
             await self._apply(ledger, chunk, snapshot, outcome)
             outcome.applied += len(chunk)
-            slowest = max(slowest, self._clock() - now)
         return outcome
 
     async def _apply(
