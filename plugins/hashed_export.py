@@ -41,6 +41,7 @@ import math
 import multiprocessing
 import os
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ logger = logging.getLogger(__name__)
 HASH_COLUMNS = frozenset(
     {"hash", "algorithm", "salt", "salt_order", "iterations", "key_size", "digest"}
 )
+LEARN_FROM_SECONDS = 0.02  # checks shorter than this do not refine the cost estimate
 MAX_REPORTED_ROWS = 20  # a file with thousands of bad rows names the first ones, then a count
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -456,6 +458,8 @@ class HashedExportSource(Source):
         # Seconds per unit of work by family, refined by every check this source makes.
         self._rates = dict(REFERENCE_SECONDS_PER_UNIT)
         self._too_costly_lines: set[int] = set()  # each such row is logged once
+        # Checks killed past their time (weak: a caller that gave up never collects its own).
+        self._overran: weakref.WeakSet[concurrent.futures.Future[Any]] = weakref.WeakSet()
 
     @property
     def ready(self) -> bool:
@@ -563,6 +567,8 @@ class HashedExportSource(Source):
         return units * self._rates[family]
 
     def _learn(self, stored: StoredHash, seconds: float) -> None:
+        if seconds < LEARN_FROM_SECONDS:
+            return  # call overhead, not work: a 1-iteration PBKDF2 says nothing of 2 million
         family, units = stored.work()
         self._rates[family] = 0.7 * self._rates[family] + 0.3 * seconds / units
 
@@ -609,6 +615,9 @@ class HashedExportSource(Source):
             matched, _ = await asyncio.wrap_future(job, loop=loop)
         except concurrent.futures.BrokenExecutor:
             self._retire(pool)
+            if job in self._overran:
+                self._overran.discard(job)
+                return "too_costly"
             return "overloaded"
         return bool(matched)
 
@@ -635,6 +644,7 @@ class HashedExportSource(Source):
             "a hash check overran max_check_seconds; replacing its worker processes",
             extra={"source": self.name, "max_check_seconds": self.settings.max_check_seconds},
         )
+        self._overran.add(job)
         self._retire(pool)
         pids = self._worker_pids.pop(pool, None)
         if pids is None:
