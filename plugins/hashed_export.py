@@ -645,14 +645,11 @@ class HashedExportSource(Source):
             extra={"source": self.name, "max_check_seconds": self.settings.max_check_seconds},
         )
         self._overran.add(job)
-        self._retire(pool)
-        pids = self._worker_pids.pop(pool, None)
-        if pids is None:
-            return
         started: set[int] = set()
-        while not pids.empty():
+        pids = self._worker_pids.get(pool)
+        while pids is not None and not pids.empty():
             started.add(pids.get())
-        pids.close()
+        self._retire(pool)
         # Only live children of this process: a pid the system reused is someone else's.
         for child in multiprocessing.active_children():
             if child.pid in started:
@@ -665,6 +662,9 @@ class HashedExportSource(Source):
         logger.error("hash-checking processes replaced", extra={"source": self.name})
         self._processes = self._new_processes()
         pool.shutdown(wait=False, cancel_futures=True)
+        pids = self._worker_pids.pop(pool, None)
+        if pids is not None:
+            pids.close()
 
     def _done(self, stored: StoredHash, job: object) -> None:
         self._running -= 1

@@ -10,22 +10,17 @@ Costly rows are cheap to write: a real hash made at a low cost, its cost paramet
 from __future__ import annotations
 
 import asyncio
-import base64
 import csv
 import hashlib
 import multiprocessing
-import secrets
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import argon2
-import bcrypt
 import pytest
 import yaml
 from aiohttp.test_utils import TestClient
-from passlib import hash as passlib_hash
 
 from gateway.app import create_app
 from gateway.config import ConfigError, load_config, parse_config
@@ -33,75 +28,27 @@ from gateway.runtime import RUNTIME
 from plugins.base import Result
 from plugins.hashed_export import HashedExportConfig, HashedExportSource
 from tests.conftest import HOOK_PATH, HOOK_SECRET, SecretScan, credential, post_hook
+from tests.fixtures.make_hash_export import (
+    WRITTEN,
+    argon2_row,
+    b64,
+    bcrypt_row,
+    django_row,
+    pbkdf2_row,
+    row,
+    scrypt_row,
+    sha_crypt_row,
+)
 from tests.redis_server import free_port
 from tests.serve_process import ServeProcess
 
 COLUMNS = ["username", "hash", "algorithm", "salt", "iterations", "key_size", "digest"]
 CHEAP_PASSWORD = "cheap-user-password"
-_SEEN: set[str] = set()  # every hash and salt this module wrote: the scan looks for them
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
-
-
-def _row(username: str, **fields: Any) -> dict[str, Any]:
-    for key in ("hash", "salt"):
-        if fields.get(key):
-            _SEEN.add(str(fields[key]))
-    return {"username": username, **fields}
-
-
-def bcrypt_row(username: str, cost: int, password: str = "x") -> dict[str, Any]:
-    """A bcrypt hash made at cost 4, then written with `cost`."""
-    text = bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
-    return _row(username, hash=text if cost == 4 else text.replace("$04$", f"${cost:02d}$", 1))
-
-
-def argon2_row(username: str, m: int = 1024, t: int = 2, p: int = 1) -> dict[str, Any]:
-    """An argon2id hash made cheaply, then written with m, t and p."""
-    text = argon2.PasswordHasher(time_cost=2, memory_cost=1024, parallelism=1).hash("x")
-    return _row(username, hash=text.replace("m=1024,t=2,p=1", f"m={m},t={t},p={p}", 1))
-
-
-def scrypt_row(username: str, ln: int) -> dict[str, Any]:
-    """A passlib scrypt hash made at N=2**4, then written with N=2**ln."""
-    text = passlib_hash.scrypt.using(rounds=4).hash("x")
-    return _row(username, hash=text.replace("ln=4,", f"ln={ln},", 1))
-
-
-def pbkdf2_row(
-    username: str, iterations: int, digest: str = "sha256", key_size: int = 32
-) -> dict[str, Any]:
-    """PBKDF2 from separate fields (a random key: the iterations column is what counts)."""
-    return _row(
-        username,
-        hash=_b64(secrets.token_bytes(key_size)),
-        algorithm="pbkdf2",
-        salt=_b64(secrets.token_bytes(16)),
-        iterations=iterations,
-        key_size=key_size,
-        digest=digest,
-    )
-
-
-def django_row(username: str, scheme: str, iterations: int) -> dict[str, Any]:
-    """A Django PBKDF2 hash made at 1000 iterations, then written with `iterations`."""
-    text = getattr(passlib_hash, scheme).using(rounds=1000).hash("x")
-    return _row(username, hash=text.replace("$1000$", f"${iterations}$", 1))
-
-
-def sha_crypt_row(
-    username: str, scheme: str, rounds: int, password: str = "x", made_at: int = 1000
-) -> dict[str, Any]:
-    """A SHA-crypt hash made at `made_at` rounds, then written with `rounds`."""
-    text = getattr(passlib_hash, scheme).using(rounds=made_at).hash(password)
-    return _row(username, hash=text.replace(f"rounds={made_at}$", f"rounds={rounds}$", 1))
 
 
 def sha1_row(username: str, password: str = CHEAP_PASSWORD) -> dict[str, Any]:
     """A plain SHA-1 (no cost parameter at all)."""
-    return _row(username, hash=_b64(hashlib.sha1(password.encode()).digest()), algorithm="sha1")
+    return row(username, hash=b64(hashlib.sha1(password.encode()).digest()), algorithm="sha1")
 
 
 # One row per cost parameter, each above the default maximum, and what check-config says.
@@ -169,7 +116,7 @@ COSTLY: list[tuple[str, Callable[[], dict[str, Any]], str]] = [
         "SHA-crypt rounds 5000000 is above the maximum 1000000 (max_cost.sha_crypt_rounds)",
     ),
 ]
-FIREBASE = {"signer_key": _b64(b"k" * 32), "salt_separator": "Bw==", "rounds": 16, "mem_cost": 16}
+FIREBASE = {"signer_key": b64(b"k" * 32), "salt_separator": "Bw==", "rounds": 16, "mem_cost": 16}
 
 
 @pytest.fixture(autouse=True)
@@ -177,7 +124,7 @@ def _scan_for_written_hashes(secret_scan: SecretScan) -> Iterator[None]:
     """No hash or salt this module writes may appear in a log record or an output."""
     secret_scan.secrets |= {CHEAP_PASSWORD}
     yield
-    secret_scan.secrets |= _SEEN  # the test's own rows too (the scan runs after this)
+    secret_scan.secrets |= WRITTEN  # the test's own rows too (the scan runs after this)
 
 
 def write_export(path: Path, rows: list[dict[str, Any]]) -> Path:
@@ -213,12 +160,12 @@ def problems_of(text: str) -> str:
 
 
 def assert_shows_no_hash(message: str, rows: list[dict[str, Any]]) -> None:
-    for row in rows:
+    for written in rows:
         for key in ("hash", "salt"):
-            value = str(row.get(key) or "")
+            value = str(written.get(key) or "")
             assert not value or value not in message, key
         # Nor any recognisable piece of it (a salt inside an MCF string, say).
-        text = str(row["hash"])
+        text = str(written["hash"])
         for piece in text.split("$"):
             if len(piece) >= 16:
                 assert piece not in message
@@ -242,9 +189,7 @@ def test_a_firebase_project_above_the_scrypt_maximum_is_refused_on_each_line(
     tmp_path: Path,
 ) -> None:
     rows = [
-        _row(
-            f"f{i}@contoso.com", hash=_b64(bytes(32)), algorithm="firebase_scrypt", salt="c2FsdA=="
-        )
+        row(f"f{i}@contoso.com", hash=b64(bytes(32)), algorithm="firebase_scrypt", salt="c2FsdA==")
         for i in range(2)
     ]
     text = gateway_yaml(
@@ -302,7 +247,7 @@ def test_check_config_refuses_costly_rows_without_printing_them(tmp_path: Path) 
     assert_shows_no_hash(output, rows)
 
 
-async def test_gateway_serve_refuses_to_start_with_a_costly_row(
+async def test_gateway_serve_refuses_to_start_with_a_costlyrow(
     tmp_path: Path, secret_scan: SecretScan
 ) -> None:
     rows = [sha1_row("ok@contoso.com"), bcrypt_row("b@contoso.com", 31)]
