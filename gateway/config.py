@@ -28,7 +28,7 @@ from pydantic import (
 from gateway.auth import HookAuthConfig
 from gateway.hook_oauth import OktaHookAuthConfig
 from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
-from plugins.base import SourceConfig, is_loopback_http
+from plugins.base import SourceConfig, SourceUse, is_loopback_http
 from plugins.registry import UnknownSourceType, available_types, source_class
 
 # Keys ending like this hold secrets and may instead be given as `<key>_file: /run/secrets/...`.
@@ -477,19 +477,21 @@ _ENV_SCALARS: dict[str, Callable[[str], int | float | bool | None]] = {
 }
 
 
-def _validate_model(model: type[_ModelT], raw: Any) -> _ModelT:
+def _validate_model(
+    model: type[_ModelT], raw: Any, context: dict[str, Any] | None = None
+) -> _ModelT:
     """`model.model_validate(raw)`, reading `${VAR}` text as a number or boolean where asked for.
 
     Numbers and booleans are strict (`port: true` is not port 1, `"2.5"` is not a number); only
     text from the environment is converted, and only for the fields whose type wants it.
     """
     try:
-        return model.model_validate(raw)
+        return model.model_validate(raw, context=context)
     except ValidationError as err:
         retyped = _retype_env_text(raw, err)
         if retyped is None:
             raise
-    return model.model_validate(retyped)
+    return model.model_validate(retyped, context=context)
 
 
 def _retype_env_text(raw: Any, err: ValidationError) -> Any:
@@ -594,7 +596,7 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
     except ValidationError as err:
         problems.extend(_pydantic_problems(err))
         top = None
-    sources = _validate_sources(raw.get("sources"), problems)
+    sources = _validate_sources(raw.get("sources"), problems, _verifying_sources(raw))
     problems.extend(_cross_reference_problems(raw))
     if top is not None and top.cache.backend == "redis" and top.cache.hmac_secret is None:
         problems.append(
@@ -675,7 +677,22 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list[SourceConfig]:
+def _verifying_sources(raw: dict[str, Any]) -> set[str]:
+    """Names of the sources some route sends sign-ins to, as its source or its shadow."""
+    names: set[str] = set()
+    for route in _list(raw.get("routes")):
+        if not isinstance(route, dict):
+            continue
+        names.update(name for name in _list(route.get("sources")) if isinstance(name, str))
+        shadow = route.get("shadow")
+        if isinstance(shadow, dict) and isinstance(shadow.get("source"), str):
+            names.add(shadow["source"])
+    return names
+
+
+def _validate_sources(
+    raw_sources: Any, problems: list[tuple[str, str]], verifying: set[str]
+) -> list[SourceConfig]:
     if not isinstance(raw_sources, list):
         return []
     out = []
@@ -695,7 +712,8 @@ def _validate_sources(raw_sources: Any, problems: list[tuple[str, str]]) -> list
             )
             continue
         try:
-            out.append(_validate_model(cls.config_class, raw))
+            use = SourceUse(verifies=raw.get("name") in verifying)
+            out.append(_validate_model(cls.config_class, raw, use.context()))
         except ValidationError as err:
             problems.extend(_pydantic_problems(err, ("sources", i)))
     return out

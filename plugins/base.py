@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from cachetools import TLRUCache
 from cryptography.exceptions import InvalidTag
@@ -208,6 +208,25 @@ class SourceConfig(BaseModel):
 
     name: str
     type: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceUse:
+    """How the config uses a source, handed to its schema's validators as validation context."""
+
+    # False when no route (nor shadow) names it: the gateway never checks its passwords, only
+    # `gateway migrate` reads it (an import-only source).
+    verifies: bool = True
+
+    @classmethod
+    def of(cls, context: Any) -> SourceUse:
+        """The `SourceUse` in a pydantic validation context; a source validated alone verifies."""
+        found = context.get("source_use") if isinstance(context, dict) else None
+        return found if isinstance(found, SourceUse) else cls()
+
+    def context(self) -> dict[str, Any]:
+        """The validation context that carries it (`model_validate(raw, context=...)`)."""
+        return {"source_use": self}
 
 
 class Source(abc.ABC):

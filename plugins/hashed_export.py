@@ -6,6 +6,10 @@ reload alike; a reload whose file changed builds a new source (the file's digest
 settings). Hashes stay in memory only; no hash, salt or password is ever logged or put in a
 message.
 
+Each row's cost parameters are bounded when it is read: by `max_cost` (`password_hashes.
+CostLimits`) for a source some route sends sign-ins to, and by what Okta imports for a source no
+route names (an import-only source: Okta, not the gateway, will check those hashes).
+
 Verification is CPU work (bcrypt, argon2, scrypt, many PBKDF2 rounds): it runs in a small thread
 pool of this source (those libraries release the GIL), and the SHA-crypt schemes, which hold the
 GIL throughout (`password_hashes.GIL_BOUND_SCHEMES`), in a pool of as many worker processes, so
@@ -14,6 +18,11 @@ that could not start within `max_wait_seconds` (or would wait behind more than `
 others) is answered at once as `unavailable` / `overloaded` instead of late. An unknown user
 costs what a known user of the file's most common format costs: the password is checked against
 a dummy hash of that format and parameters, built at start.
+
+A check may not hold its worker past `max_check_seconds`: a thread cannot be stopped, so a check
+for a thread is estimated from its parameters first (seconds per unit of work, learnt from this
+source's own checks) and not started when it would overrun (`unavailable` / `too_costly`); a
+check in a worker process that overruns has its processes killed and replaced.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import math
 import multiprocessing
 import os
 import time
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -46,18 +56,24 @@ from pydantic import (
     SecretStr,
     StrictFloat,
     StrictInt,
+    ValidationInfo,
     computed_field,
     field_validator,
     model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from plugins.base import Result, Source, SourceConfig, Verdict
+from plugins.base import Result, Source, SourceConfig, SourceUse, Verdict
 from plugins.password_hashes import (
+    DEFAULT_LIMITS,
     GIL_BOUND_SCHEMES,
+    REFERENCE_SECONDS_PER_UNIT,
+    CostLimits,
     FirebaseScryptParams,
     HashFormatError,
     StoredHash,
+    cost_problems,
+    okta_import_problem,
     parse_hash,
 )
 
@@ -67,6 +83,7 @@ logger = logging.getLogger(__name__)
 HASH_COLUMNS = frozenset(
     {"hash", "algorithm", "salt", "salt_order", "iterations", "key_size", "digest"}
 )
+LEARN_FROM_SECONDS = 0.02  # checks shorter than this do not refine the cost estimate
 MAX_REPORTED_ROWS = 20  # a file with thousands of bad rows names the first ones, then a count
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
@@ -189,8 +206,13 @@ def load_export(
     file_format: Literal["auto", "csv", "jsonl"] = "auto",
     firebase: FirebaseScryptParams | None = None,
     usernames: Literal["exact", "ascii_case_insensitive"] = "ascii_case_insensitive",
+    limits: CostLimits | None = DEFAULT_LIMITS,
 ) -> HashExport:
-    """Read and check every row; raise `ExportFileError` naming each bad line."""
+    """Read and check every row; raise `ExportFileError` naming each bad line.
+
+    `limits` bounds what the gateway will check; None means the gateway checks none of these
+    hashes (an import-only source), so each row must be one Okta can import as it is.
+    """
     kind = file_format
     if kind == "auto":
         suffix = Path(path).suffix.lower()
@@ -214,6 +236,7 @@ def load_export(
     for line, row in rows:
         try:
             user = _user(line, row, firebase)
+            _judge(user.stored, limits)
             key = match_key(user.username, usernames)
             if key in first_line:
                 raise HashFormatError(f"username: duplicate of line {first_line[key]}")
@@ -282,6 +305,21 @@ def _jsonl_rows(text: str) -> tuple[Iterator[tuple[int, dict[str, Any]]], tuple[
     return iter(rows), tuple(columns)
 
 
+def _judge(stored: StoredHash, limits: CostLimits | None) -> None:
+    """Refuse a hash above the gateway's `limits`, or, with None, one Okta cannot import."""
+    if limits is not None:
+        problems = cost_problems(stored, limits)
+        if problems:
+            raise HashFormatError("; ".join(problems))
+        return
+    refusal = okta_import_problem(stored)
+    if refusal is not None:
+        raise HashFormatError(
+            f"{refusal}, and no route sends sign-ins to this source for the gateway to check "
+            "it (import-only): add the source to a route or remove the row"
+        )
+
+
 def _user(line: int, row: Mapping[str, Any], firebase: FirebaseScryptParams | None) -> ExportUser:
     username = row.get("username")
     if not isinstance(username, str) or not username:
@@ -301,6 +339,25 @@ def _default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 2))
 
 
+class MaxCostConfig(BaseModel):
+    """`max_cost`: the most one row may cost the gateway to check (`password_hashes.CostLimits`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bcrypt_rounds: StrictInt = Field(DEFAULT_LIMITS.bcrypt_rounds, ge=4, le=31)
+    argon2_memory_kib: StrictInt = Field(DEFAULT_LIMITS.argon2_memory_kib, ge=8, le=2**32 - 1)
+    argon2_time_cost: StrictInt = Field(DEFAULT_LIMITS.argon2_time_cost, ge=1, le=2**32 - 1)
+    argon2_memory_time_kib: StrictInt = Field(DEFAULT_LIMITS.argon2_memory_time_kib, ge=8, le=2**64)
+    argon2_parallelism: StrictInt = Field(DEFAULT_LIMITS.argon2_parallelism, ge=1, le=2**24 - 1)
+    scrypt_memory_bytes: StrictInt = Field(DEFAULT_LIMITS.scrypt_memory_bytes, ge=1024, le=2**64)
+    pbkdf2_iterations: StrictInt = Field(DEFAULT_LIMITS.pbkdf2_iterations, ge=1, le=2**64)
+    sha_crypt_rounds: StrictInt = Field(DEFAULT_LIMITS.sha_crypt_rounds, ge=1000, le=999_999_999)
+
+    def limits(self) -> CostLimits:
+        """The same bounds for the hash module."""
+        return CostLimits(**self.model_dump())
+
+
 class HashedExportConfig(SourceConfig):
     """`type: hashed_export`."""
 
@@ -314,15 +371,25 @@ class HashedExportConfig(SourceConfig):
     workers: StrictInt = Field(default_factory=_default_workers, ge=1, le=64)
     max_queue: StrictInt = Field(32, ge=0, le=10_000)
     max_wait_seconds: StrictFloat = Field(1.0, gt=0, le=30)
+    max_cost: MaxCostConfig = Field(default_factory=MaxCostConfig)
+    # The longest one check may hold a worker (the hook's default budget).
+    max_check_seconds: StrictFloat = Field(2.5, gt=0, le=60)
 
     _export: HashExport | None = PrivateAttr(None)
+    # Part of equality: a reload that routes an import-only source builds it anew.
+    _verifies: bool = PrivateAttr(True)
 
     @model_validator(mode="after")
-    def _load(self) -> HashedExportConfig:
+    def _load(self, info: ValidationInfo) -> HashedExportConfig:
         firebase = self.firebase_scrypt.params() if self.firebase_scrypt else None
+        verifies = self._verifies = SourceUse.of(info.context).verifies
         try:
             self._export = load_export(
-                self.file, file_format=self.format, firebase=firebase, usernames=self.usernames
+                self.file,
+                file_format=self.format,
+                firebase=firebase,
+                usernames=self.usernames,
+                limits=self.max_cost.limits() if verifies else None,
             )
         except ExportFileError as err:
             raise ValidationError.from_exception_data(
@@ -350,13 +417,25 @@ class HashedExportConfig(SourceConfig):
         assert self._export is not None
         return self._export
 
+    @property
+    def verifies(self) -> bool:
+        """False for an import-only source: no route sends it sign-ins, Okta checks its hashes."""
+        return self._verifies
+
 
 class HashedExportSource(Source):
     """Checks passwords against the hashes of an exported directory."""
 
     config_class: ClassVar[type[SourceConfig]] = HashedExportConfig
     known_reasons: ClassVar[frozenset[str]] = frozenset(
-        {"wrong_password", "unknown_user", "unsupported_characters", "overloaded"}
+        {
+            "wrong_password",
+            "unknown_user",
+            "unsupported_characters",
+            "overloaded",
+            "too_costly",
+            "import_only",
+        }
     )
     # A file has no outage: `overloaded` is load this source sheds itself, and must not open
     # the breaker for every user (anyone can send many sign-ins at once).
@@ -370,16 +449,22 @@ class HashedExportSource(Source):
         self.export = config.export
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None
         self._processes: concurrent.futures.ProcessPoolExecutor | None = None
+        self._worker_pids: dict[concurrent.futures.Executor, Any] = {}  # pool -> pid queue
         self._slots = asyncio.Semaphore(config.workers)
         self._running = 0
         self._queued = 0
         self._dummy: StoredHash | None = None
         self._mean_seconds = 0.0  # recent verification time, for the expected wait
+        # Seconds per unit of work by family, refined by every check this source makes.
+        self._rates = dict(REFERENCE_SECONDS_PER_UNIT)
+        self._too_costly_lines: set[int] = set()  # each such row is logged once
+        # Checks killed past their time (weak: a caller that gave up never collects its own).
+        self._overran: weakref.WeakSet[concurrent.futures.Future[Any]] = weakref.WeakSet()
 
     @property
     def ready(self) -> bool:
-        """True once the dummy hash for unknown users exists."""
-        return self._dummy is not None
+        """True once the dummy hash for unknown users exists (at once for an import-only file)."""
+        return self._dummy is not None or not self.settings.verifies
 
     @property
     def last_error(self) -> str | None:
@@ -388,16 +473,24 @@ class HashedExportSource(Source):
 
     async def start(self) -> None:
         """Start the pools and build the dummy hash (a costly hash takes a moment)."""
+        formats = self.export.formats()
+        if not self.settings.verifies:
+            # Okta checks these hashes; they may cost more than the gateway would ever run.
+            logger.info(
+                "hash export loaded for import only",
+                extra={"source": self.name, "users": len(self.export.users)},
+            )
+            return
         self._threads = concurrent.futures.ThreadPoolExecutor(
             self.settings.workers, thread_name_prefix=f"hashed-export-{self.name}"
         )
-        formats = self.export.formats()
         if any(kind in GIL_BOUND_SCHEMES for kind in formats):
             self._processes = self._new_processes()
         loop = asyncio.get_running_loop()
         dummy = await loop.run_in_executor(self._threads, self.export.template().dummy)
         # Also starts the first worker process, when the dummy's scheme needs one.
         _, self._mean_seconds = await loop.run_in_executor(self._pool_for(dummy), _check, dummy, "")
+        self._learn(dummy, self._mean_seconds)
         self._dummy = dummy
         logger.info(
             "hash export loaded",
@@ -411,9 +504,14 @@ class HashedExportSource(Source):
 
     def _new_processes(self) -> concurrent.futures.ProcessPoolExecutor:
         # spawn, not fork: the gateway's threads (pools, Redis, aiohttp) must not be forked.
-        return concurrent.futures.ProcessPoolExecutor(
-            self.settings.workers, mp_context=multiprocessing.get_context("spawn")
+        context = multiprocessing.get_context("spawn")
+        # Each worker says its pid when it starts, so an overrunning check can be killed.
+        pids = context.SimpleQueue()
+        pool = concurrent.futures.ProcessPoolExecutor(
+            self.settings.workers, mp_context=context, initializer=_say_pid, initargs=(pids,)
         )
+        self._worker_pids[pool] = pids
+        return pool
 
     def _pool_for(self, stored: StoredHash) -> concurrent.futures.Executor:
         processes = self._processes
@@ -427,6 +525,9 @@ class HashedExportSource(Source):
         for pool in (self._threads, self._processes):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
+        for pids in self._worker_pids.values():
+            pids.close()
+        self._worker_pids.clear()
 
     def unsupported_input(self, username: str, password: str) -> str | None:
         """Lone surrogates cannot be UTF-8, so no stored hash can be of such a password."""
@@ -438,14 +539,16 @@ class HashedExportSource(Source):
 
     async def verify(self, username: str, password: str) -> Verdict:
         """Look the user up, then check the password (or a dummy, for an unknown user) in the pool."""
+        if not self.settings.verifies:
+            return self.verdict(Result.UNAVAILABLE, "import_only", sent=False)
         if self._dummy is None:
             return self.verdict(Result.UNAVAILABLE, "not_ready")
         user = self.export.find(username)
         stored = user.stored if user is not None else self._dummy
-        matched = await self._run(stored, password)
-        if matched is None:
+        matched = await self._run(stored, password, user.line if user is not None else 0)
+        if isinstance(matched, str):
             # Nothing was checked: the attempt goes back to the user's budget.
-            return self.verdict(Result.UNAVAILABLE, "overloaded", sent=False)
+            return self.verdict(Result.UNAVAILABLE, matched, sent=False)
         if user is None:
             return self.verdict(Result.DENIED, "unknown_user", unknown_user=True)
         if matched:
@@ -458,52 +561,112 @@ class HashedExportSource(Source):
         ahead = self._running + self._queued + 1 - workers
         return 0.0 if ahead <= 0 else math.ceil(ahead / workers) * self._mean_seconds
 
-    async def _run(self, stored: StoredHash, password: str) -> bool | None:
-        """Check `password` in a pool; None when it could not start in time (never runs late)."""
+    def estimate(self, stored: StoredHash) -> float:
+        """Seconds one check of `stored` should take here, from its parameters."""
+        family, units = stored.work()
+        return units * self._rates[family]
+
+    def _learn(self, stored: StoredHash, seconds: float) -> None:
+        if seconds < LEARN_FROM_SECONDS:
+            return  # call overhead, not work: a 1-iteration PBKDF2 says nothing of 2 million
+        family, units = stored.work()
+        self._rates[family] = 0.7 * self._rates[family] + 0.3 * seconds / units
+
+    async def _run(self, stored: StoredHash, password: str, line: int) -> bool | str:
+        """Check `password` in a pool, or say why not (`overloaded`, `too_costly`): never late."""
         settings = self.settings
         if self._running >= settings.workers and self._queued >= settings.max_queue:
-            return None
+            return "overloaded"
         if self.expected_wait() > settings.max_wait_seconds:
-            return None
+            return "overloaded"
+        in_thread = not stored.holds_gil or self._processes is None
+        if in_thread and self.estimate(stored) > settings.max_check_seconds:
+            # A thread cannot be stopped once it runs: a check that would overrun never starts.
+            self._log_too_costly(stored, line)
+            return "too_costly"
         self._queued += 1
         try:
             async with asyncio.timeout(settings.max_wait_seconds):
                 await self._slots.acquire()
         except TimeoutError:
-            return None
+            return "overloaded"
         finally:
             self._queued -= 1
         loop = asyncio.get_running_loop()
         self._running += 1
-        pool = self._pool_for(stored)
+        pool = self._pool_for(stored)  # after the wait: the processes may have been replaced
         try:
             job = pool.submit(_check, stored, password)
         except concurrent.futures.BrokenExecutor:
-            self._done(None)
-            self._replace_broken(pool)
-            return None
+            self._done(stored, None)
+            self._retire(pool)
+            return "overloaded"
         except RuntimeError:  # the pool is shut down (the source is closing)
-            self._done(None)
-            return None
+            self._done(stored, None)
+            return "overloaded"
         # The worker is released when the work ends, not when a caller stops waiting for it:
         # a timed-out call still holds its worker, so the count of busy workers stays true.
-        job.add_done_callback(lambda done: _call_soon(loop, self._done, done))
+        job.add_done_callback(lambda done: _call_soon(loop, lambda _: self._done(stored, done), 0))
+        if pool is self._processes:
+            # A process can be stopped: past its time the check's processes are replaced.
+            timer = loop.call_later(settings.max_check_seconds, self._overrun, pool, job)
+            job.add_done_callback(lambda _: _call_soon(loop, lambda _: timer.cancel(), 0))
         try:
             matched, _ = await asyncio.wrap_future(job, loop=loop)
         except concurrent.futures.BrokenExecutor:
-            self._replace_broken(pool)
-            return None
-        return matched
+            self._retire(pool)
+            if job in self._overran:
+                self._overran.discard(job)
+                return "too_costly"
+            return "overloaded"
+        return bool(matched)
 
-    def _replace_broken(self, pool: concurrent.futures.Executor) -> None:
-        """A worker process died (killed, out of memory): new processes for the next calls."""
+    def _log_too_costly(self, stored: StoredHash, line: int) -> None:
+        if line in self._too_costly_lines:
+            return
+        self._too_costly_lines.add(line)
+        logger.warning(
+            "a hash check would overrun max_check_seconds; not started",
+            extra={
+                "source": self.name,
+                "line": line or None,  # 0: the dummy of unknown users
+                "estimated_seconds": round(self.estimate(stored), 3),
+            },
+        )
+
+    def _overrun(
+        self, pool: concurrent.futures.Executor, job: concurrent.futures.Future[Any]
+    ) -> None:
+        """A check held its process past `max_check_seconds`: kill that pool, start a new one."""
+        if job.done() or pool is not self._processes:
+            return
+        logger.error(
+            "a hash check overran max_check_seconds; replacing its worker processes",
+            extra={"source": self.name, "max_check_seconds": self.settings.max_check_seconds},
+        )
+        self._overran.add(job)
+        started: set[int] = set()
+        pids = self._worker_pids.get(pool)
+        while pids is not None and not pids.empty():
+            started.add(pids.get())
+        self._retire(pool)
+        # Only live children of this process: a pid the system reused is someone else's.
+        for child in multiprocessing.active_children():
+            if child.pid in started:
+                child.kill()
+
+    def _retire(self, pool: concurrent.futures.Executor) -> None:
+        """New worker processes for the next calls (a worker died, or a check overran)."""
         if pool is not self._processes:
             return  # another call replaced it already
-        logger.error("a hash-checking process died; starting new ones", extra={"source": self.name})
+        logger.error("hash-checking processes replaced", extra={"source": self.name})
         self._processes = self._new_processes()
         pool.shutdown(wait=False, cancel_futures=True)
+        pids = self._worker_pids.pop(pool, None)
+        if pids is not None:
+            pids.close()
 
-    def _done(self, job: object) -> None:
+    def _done(self, stored: StoredHash, job: object) -> None:
         self._running -= 1
         self._slots.release()
         if not isinstance(job, concurrent.futures.Future) or job.cancelled():
@@ -511,10 +674,16 @@ class HashedExportSource(Source):
         if job.exception() is None:
             _, seconds = job.result()
             self._mean_seconds = 0.8 * self._mean_seconds + 0.2 * seconds
+            self._learn(stored, seconds)
 
     def iter_users(self) -> Iterator[dict[str, Any]]:
         """Each row's attributes (its non-hash columns), in file order, for an import."""
         return export_rows(self.export)
+
+
+def _say_pid(pids: Any) -> None:
+    """A worker process's initializer: tell the source which process it is."""
+    pids.put(os.getpid())
 
 
 def _check(stored: StoredHash, password: str) -> tuple[bool, float]:

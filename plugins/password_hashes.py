@@ -26,13 +26,19 @@ from passlib import hash as passlib_hash
 from passlib.utils.handlers import GenericHandler
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "GIL_BOUND_SCHEMES",
     "MCF_SCHEMES",
     "RAW_DIGESTS",
+    "REFERENCE_SECONDS_PER_UNIT",
+    "Cost",
+    "CostLimits",
     "FirebaseScryptParams",
     "HashFormatError",
     "StoredHash",
+    "cost_problems",
     "firebase_scrypt",
+    "okta_import_problem",
     "parse_hash",
 ]
 
@@ -70,6 +76,51 @@ OKTA_PBKDF2_DIGESTS: Final = {"sha256": "SHA256_HMAC", "sha512": "SHA512_HMAC"}
 _PBKDF2_DIGEST_SIZES: Final = {"sha1": 20, "sha256": 32, "sha512": 64}
 _LDAP_OKTA: Final = {"ssha": "SHA-1", "ssha256": "SHA-256", "ssha512": "SHA-512"}
 SCHEMES: Final = frozenset({*MCF_SCHEMES, *RAW_DIGESTS, "pbkdf2", "firebase_scrypt"})
+
+
+@dataclass(frozen=True, slots=True)
+class CostLimits:
+    """The most one stored hash may cost the gateway to check; each field is a `max_cost` key.
+
+    The defaults keep one check under the hook's 2.5 s budget on one ordinary core (one check
+    at each default maximum: bench/hashes.py `--maxima`); a row above them is refused when the
+    file is read, so a forgotten row of an old system cannot hold a worker for minutes or days.
+    """
+
+    bcrypt_rounds: int = 14  # log2 of the work: each step doubles it
+    argon2_memory_kib: int = 256 * 1024  # per check, and per concurrent check
+    argon2_time_cost: int = 10
+    # Time is memory x passes: each may be at its own maximum, not both at once.
+    argon2_memory_time_kib: int = 1024 * 1024
+    argon2_parallelism: int = 8  # lanes; argon2-cffi's check runs them on one core here
+    scrypt_memory_bytes: int = 256 * 1024 * 1024  # 128 * N * r * p: memory for p=1, time always
+    pbkdf2_iterations: int = 2_000_000  # iterations x key blocks, every digest (SHA-512 slowest)
+    sha_crypt_rounds: int = 1_000_000
+
+
+DEFAULT_LIMITS: Final = CostLimits()
+# Seconds per unit of `StoredHash.work()` measured on one core of the development machine at
+# the default maxima; a source refines them from its own checks (plugins/hashed_export.py).
+REFERENCE_SECONDS_PER_UNIT: Final = {
+    "bcrypt": 6.7e-5,  # per 2**rounds
+    "argon2": 1.6e-6,  # per KiB x pass
+    "scrypt": 5.7e-7,  # per N x r x p
+    "pbkdf2_sha1": 4.5e-7,  # per iteration x key block
+    "pbkdf2_sha256": 5.0e-7,
+    "pbkdf2_sha512": 9.1e-7,
+    "sha256_crypt": 6.6e-7,  # per round
+    "sha512_crypt": 9.1e-7,
+    "digest": 1e-6,  # one digest, whatever its size
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """One cost parameter of a hash: the `CostLimits` field that bounds it, its value, its words."""
+
+    key: str
+    value: int
+    what: str  # "bcrypt cost 31": the parameter, never the hash or its salt
 
 
 class HashFormatError(ValueError):
@@ -140,6 +191,18 @@ class StoredHash(abc.ABC):
     def okta_hash(self) -> dict[str, Any] | None:
         """Okta's `credentials.password.hash` for this hash, or None when Okta cannot run it."""
         return None
+
+    def costs(self) -> tuple[Cost, ...]:
+        """The parameters `CostLimits` bounds (none for a single digest)."""
+        return ()
+
+    def work(self) -> tuple[str, int]:
+        """A `REFERENCE_SECONDS_PER_UNIT` family and how many of its units one check costs."""
+        return "digest", 1
+
+    def okta_refusal(self) -> str:
+        """Why Okta cannot import this hash (when `okta_hash` is None), in words without values."""
+        return f"Okta cannot import {self.kind} hashes"
 
 
 class McfHash(StoredHash):
@@ -219,6 +282,59 @@ class McfHash(StoredHash):
                 "value": _b64(key),
             }
         return None
+
+    def costs(self) -> tuple[Cost, ...]:
+        """The cost of bcrypt, argon2 (memory, time, lanes), scrypt, PBKDF2 and SHA-crypt."""
+        parsed, scheme = self._parsed, self._scheme
+        if scheme == "bcrypt":
+            return (Cost("bcrypt_rounds", parsed.rounds, f"bcrypt cost {parsed.rounds}"),)
+        if scheme == "argon2":
+            memory, passes, lanes = parsed.memory_cost, parsed.rounds, parsed.parallelism
+            return (
+                Cost("argon2_memory_kib", memory, f"argon2 memory {memory} KiB"),
+                Cost("argon2_time_cost", passes, f"argon2 time cost {passes}"),
+                Cost(
+                    "argon2_memory_time_kib",
+                    memory * passes,
+                    f"argon2 memory x time {memory} KiB x {passes}",
+                ),
+                Cost("argon2_parallelism", lanes, f"argon2 parallelism {lanes}"),
+            )
+        if scheme == "scrypt":
+            n, r, p = 1 << parsed.rounds, parsed.block_size, parsed.parallelism
+            return (_scrypt_cost(n, r, p),)
+        if scheme.startswith("django_pbkdf2"):
+            return (_pbkdf2_cost(parsed.rounds, 1),)
+        if scheme in GIL_BOUND_SCHEMES:
+            rounds = parsed.rounds
+            return (Cost("sha_crypt_rounds", rounds, f"SHA-crypt rounds {rounds}"),)
+        return ()
+
+    def work(self) -> tuple[str, int]:
+        """Units of work of one check, by family."""
+        parsed, scheme = self._parsed, self._scheme
+        if scheme == "bcrypt":
+            return "bcrypt", 1 << parsed.rounds
+        if scheme == "argon2":
+            return "argon2", parsed.memory_cost * parsed.rounds
+        if scheme == "scrypt":
+            return "scrypt", (1 << parsed.rounds) * parsed.block_size * parsed.parallelism
+        if scheme.startswith("django_pbkdf2"):
+            return "pbkdf2_" + scheme.removeprefix("django_pbkdf2_"), parsed.rounds
+        if scheme in GIL_BOUND_SCHEMES:
+            return scheme, parsed.rounds
+        return "digest", 1
+
+    def okta_refusal(self) -> str:
+        """Okta refuses bcrypt above 20, Django PBKDF2 below 4096 or with SHA-1, and the rest."""
+        rounds = getattr(self._parsed, "rounds", 0)
+        if self._scheme == "bcrypt":
+            return f"bcrypt cost {rounds} is above Okta's maximum {OKTA_MAX_BCRYPT_WORK_FACTOR}"
+        if self._scheme == "django_pbkdf2_sha256":
+            return _okta_pbkdf2_refusal("sha256", rounds)
+        if self._scheme == "django_pbkdf2_sha1":
+            return _okta_pbkdf2_refusal("sha1", rounds)
+        return super().okta_refusal()
 
 
 class SaltedDigest(StoredHash):
@@ -312,6 +428,22 @@ class Pbkdf2Digest(StoredHash):
             "value": _b64(self._key),
         }
 
+    def _blocks(self) -> int:
+        # PBKDF2 runs every iteration once per digest-sized block of the derived key.
+        return -(-len(self._key) // _PBKDF2_DIGEST_SIZES[self._digest])
+
+    def costs(self) -> tuple[Cost, ...]:
+        """Iterations times key blocks: a 1024-byte SHA-1 key is 52 times the work."""
+        return (_pbkdf2_cost(self._iterations, self._blocks()),)
+
+    def work(self) -> tuple[str, int]:
+        """Iterations times key blocks, for this digest."""
+        return f"pbkdf2_{self._digest}", self._iterations * self._blocks()
+
+    def okta_refusal(self) -> str:
+        """SHA-1, or fewer than 4096 iterations."""
+        return _okta_pbkdf2_refusal(self._digest, self._iterations)
+
 
 class FirebaseScryptHash(StoredHash):
     """A Firebase Authentication export's hash: the project's parameters and the user's salt."""
@@ -339,6 +471,47 @@ class FirebaseScryptHash(StoredHash):
             secrets.token_bytes(len(self._salt)),
             secrets.token_bytes(len(self._value)),
         )
+
+    def costs(self) -> tuple[Cost, ...]:
+        """The project's scrypt memory (N = 2**mem_cost, r = rounds, p = 1)."""
+        return (_scrypt_cost(1 << self._params.mem_cost, self._params.rounds, 1),)
+
+    def work(self) -> tuple[str, int]:
+        """N x r of the project's scrypt."""
+        return "scrypt", (1 << self._params.mem_cost) * self._params.rounds
+
+
+def _scrypt_cost(n: int, r: int, p: int) -> Cost:
+    return Cost(
+        "scrypt_memory_bytes", 128 * n * r * p, f"scrypt memory 128 x N={n} x r={r} x p={p} bytes"
+    )
+
+
+def _pbkdf2_cost(iterations: int, blocks: int) -> Cost:
+    what = f"PBKDF2 iterations {iterations}"
+    if blocks > 1:
+        what += f" x {blocks} key blocks"
+    return Cost("pbkdf2_iterations", iterations * blocks, what)
+
+
+def _okta_pbkdf2_refusal(digest: str, iterations: int) -> str:
+    if digest not in OKTA_PBKDF2_DIGESTS:
+        return f"Okta cannot import PBKDF2 with HMAC-{digest.upper()} (only SHA-256 and SHA-512)"
+    return f"PBKDF2 iterations {iterations} is below Okta's minimum {OKTA_MIN_PBKDF2_ITERATIONS}"
+
+
+def cost_problems(stored: StoredHash, limits: CostLimits) -> list[str]:
+    """Each parameter of `stored` above `limits`, as a sentence naming the key to raise."""
+    return [
+        f"{cost.what} is above the maximum {getattr(limits, cost.key)} (max_cost.{cost.key})"
+        for cost in stored.costs()
+        if cost.value > getattr(limits, cost.key)
+    ]
+
+
+def okta_import_problem(stored: StoredHash) -> str | None:
+    """Why Okta cannot import `stored` as it is, or None when it can (by Okta's own maxima)."""
+    return None if stored.okta_hash() is not None else stored.okta_refusal()
 
 
 def _b64(data: bytes) -> str:
