@@ -117,6 +117,13 @@ async def _get_json(
             response = await run_sync(client.graph_get, url, {"Authorization": f"Bearer {token}"})
         except UpstreamBodyError as err:
             raise DirectoryListError("bad_response", f"bad_response: Graph {err}") from None
+        except TimeoutError:
+            seconds = source.settings.timeouts.total_seconds
+            raise DirectoryListError(
+                "timeout",
+                f"timeout: Graph gave no whole answer within {seconds:g} s; raise the "
+                f"timeouts.total_seconds of source {source.name} if its pages are that slow",
+            ) from None
         status = response.status_code
         if status == 200:
             try:
