@@ -50,13 +50,6 @@ async def test_honest_gzip_answer_is_inflated(server: HostileUpstream) -> None:
     )
 
 
-async def test_only_codings_the_capped_decoder_knows_are_offered(server: HostileUpstream) -> None:
-    server.rules["/doc"] = gzip_json({})
-    await _read(server.url + "/doc", MIB)
-    (_, _, headers), *_ = server.requests
-    assert headers["Accept-Encoding"] == "gzip, deflate, br"
-
-
 @pytest.mark.parametrize("chunked", [True, False])
 async def test_endless_plain_answer_is_cut_at_the_cap_and_the_connection_dropped(
     server: HostileUpstream, chunked: bool
