@@ -220,7 +220,7 @@ class HostileUpstream:
 
 @contextlib.asynccontextmanager
 async def hostile(forward_to: str | None = None) -> Any:
-    """`async with hostile(...) as server:` a started HostileUpstream, closed afterwards."""
+    """A started HostileUpstream for an `async with` block, closed afterwards."""
     server = await HostileUpstream(forward_to=forward_to).start()
     try:
         yield server
