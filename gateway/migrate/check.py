@@ -273,7 +273,7 @@ async def check_source(config: GatewayConfig, name: str) -> tuple[Line, Sample |
         ), None  # fmt: skip
     except DirectoryListError as error:
         hint = " (grant the app User.Read.All)" if error.reason == "graph_forbidden" else ""
-        return Line("FAIL", check, f"cannot list users: {error.reason}{hint}"), None
+        return Line("FAIL", check, f"cannot list users: {error}{hint}"), None
     except TimeoutError:
         return Line("FAIL", check, f"no answer in {SOURCE_TIMEOUT_SECONDS:.0f} s"), None
     except SystemExit as stop:  # _started_source: not a source that can list its users
