@@ -41,6 +41,8 @@ from pydantic import (
 )
 
 from gateway.auth import secret_matches
+from gateway.origin import foreign_origin
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 from plugins.base import is_loopback_http
 
 logger = logging.getLogger(__name__)
@@ -304,7 +306,7 @@ class KeySet:
     async def load(self) -> int:
         """Fetch the key set now and use it: how many keys; raises on any failure."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=FETCH_TIMEOUT)
+            self._session = capped_session(timeout=FETCH_TIMEOUT)
         jwks_uri = self._jwks_uri or await self._discover(self._session)
         self.fetches += 1
         keys = parse_jwks(await _get_json(self._session, jwks_uri))
@@ -325,9 +327,18 @@ class KeySet:
         if not isinstance(uri, str):
             raise KeySetError("the metadata has no jwks_uri")
         try:
-            self._jwks_uri = _https_or_loopback(uri)
+            _https_or_loopback(uri)
         except ValueError as err:
             raise KeySetError(f"the metadata's jwks_uri {err}") from err
+        # Keys from elsewhere would be trusted as the issuer's; a key set really hosted on
+        # another origin is configured explicitly (`jwks_uri`), never taken from an answer.
+        foreign = foreign_origin(uri, [self.issuer])
+        if foreign is not None:
+            raise KeySetError(
+                f"the metadata's jwks_uri is on {foreign}, not on the issuer's origin; "
+                "set okta.auth.oauth2.jwks_uri if that is really where the keys are"
+            )
+        self._jwks_uri = uri
         return self._jwks_uri
 
 
@@ -336,13 +347,10 @@ async def _get_json(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     async with session.get(url, allow_redirects=False) as response:
         if response.status != 200:
             raise KeySetError(f"{url} answered HTTP {response.status}")
-        if (response.content_length or 0) > MAX_DOCUMENT_BYTES:
-            raise KeySetError(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
-        body = bytearray()
-        async for chunk in response.content.iter_chunked(16384):
-            body += chunk
-            if len(body) > MAX_DOCUMENT_BYTES:
-                raise KeySetError(f"{url} is larger than {MAX_DOCUMENT_BYTES} bytes")
+        try:
+            body = await read_capped(response, MAX_DOCUMENT_BYTES)
+        except UpstreamBodyError as err:
+            raise KeySetError(f"{url}: {err}") from None
     try:
         document = json.loads(body)
     except ValueError as err:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import msal
@@ -36,6 +36,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.upstream_body import UpstreamBodyError
 from plugins.base import (
     OUTAGE_REASONS,
     Result,
@@ -106,6 +107,9 @@ class AzureAdTimeouts(BaseModel):
 
     connect_seconds: StrictFloat = Field(1.5, gt=0, le=30)
     read_seconds: StrictFloat = Field(2.5, gt=0, le=30)
+    # A whole request, answer included: a read timeout never ends an answer dripped byte by
+    # byte. Sign-ins are cut by the hook budget long before; this bounds Graph calls of imports.
+    total_seconds: StrictFloat = Field(30, gt=0, le=300)
 
 
 class AzureAdConfig(SourceConfig):
@@ -134,6 +138,9 @@ class AzureAdConfig(SourceConfig):
     )
     resolve_cache_seconds: StrictFloat = Field(3600, ge=0)
     graph_endpoint: str = "https://graph.microsoft.com"
+    # One Graph answer (a page of 999 users is about 1 MB with a few attributes selected); msal's
+    # own answers (token, realm, discovery, AD FS) are capped at a fixed 1 MiB.
+    max_response_bytes: StrictInt = Field(16 * 1024 * 1024, ge=65536, le=256 * 1024 * 1024)
 
     @field_validator("tenant_id")
     @classmethod
@@ -243,7 +250,9 @@ class AzureAdSource(Source):
             loopback_base=settings.authority if settings.loopback else None,
             connect_seconds=settings.timeouts.connect_seconds,
             read_seconds=settings.timeouts.read_seconds,
+            total_seconds=settings.timeouts.total_seconds,
             max_connections=settings.max_connections,
+            max_graph_response_bytes=settings.max_response_bytes,
             realm_cache_seconds=settings.realm_cache_seconds,
             realm_cache_size=settings.realm_cache_size,
         )
@@ -398,10 +407,9 @@ class AzureAdSource(Source):
         }
         # proxyAddresses lambdas are "advanced queries": they need ConsistencyLevel + $count.
         headers = {"Authorization": f"Bearer {token}", "ConsistencyLevel": "eventual"}
+        url = f"{self.settings.graph_endpoint}/v1.0/users?{urlencode(params)}"
         try:
-            response = self._http.get(
-                f"{self.settings.graph_endpoint}/v1.0/users", params=params, headers=headers
-            )
+            response = self._http.graph_get(url, headers)
         except Exception as err:  # noqa: BLE001
             raise GraphError(classify_exception(err)[1]) from None
         if response.status_code in (401, 403):
@@ -564,6 +572,9 @@ def classify_exception(err: BaseException) -> tuple[Result, str]:
     """
     if isinstance(err, TimeoutError):  # aiohttp's connect/read timeouts are TimeoutErrors too
         return Result.UNAVAILABLE, "timeout"
+    if isinstance(err, UpstreamBodyError):
+        # Too large or undecodable: the answer's content, not an outage (the breaker ignores it).
+        return Result.UNAVAILABLE, "bad_response"
     if isinstance(err, UpstreamHTTPError):
         if err.status == 429:
             return Result.UNAVAILABLE, "http_429"

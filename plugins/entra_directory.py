@@ -3,7 +3,10 @@
 Graph's "List users" (or "List group members") answers in pages linked by `@odata.nextLink`; the
 pages are fetched one at a time and their users yielded one by one, so memory stays flat whatever
 the tenant's size. Requests go through the source's own HTTP client (loopback rewriting for an
-emulator, proxies, CA bundle) with its app-only Graph token.
+emulator, proxies, CA bundle) with its app-only Graph token, each answer under the source's
+`max_response_bytes`. A next link is followed only to the configured Graph endpoint's origin
+(or, in loopback mode, the emulator's), checked as Graph gave it, before the client rewrites it:
+the token goes with every page.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+from gateway.origin import foreign_origin
+from gateway.upstream_body import UpstreamBodyError
 from plugins.sync_bridge import run_sync
 
 if TYPE_CHECKING:
@@ -27,10 +32,10 @@ MAX_ATTEMPTS = 5
 
 
 class DirectoryListError(Exception):
-    """Graph could not list the users; `reason` is a short machine code."""
+    """Graph could not list the users; `reason` is a short machine code, the message a sentence."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, message: str | None = None) -> None:
+        super().__init__(message or reason)
         self.reason = reason
 
 
@@ -61,6 +66,23 @@ async def iter_users(
                 yield user
         link = page.get("@odata.nextLink")
         next_url = link if isinstance(link, str) else None
+        if next_url is not None:
+            _check_origin(source, next_url)
+
+
+def _check_origin(source: AzureAdSource, link: str) -> None:
+    """Refuse a next link outside the configured Graph endpoint (and the loopback emulator)."""
+    settings = source.settings
+    allowed = [settings.graph_endpoint]
+    if settings.loopback:
+        allowed.append(settings.authority)
+    foreign = foreign_origin(link, allowed)
+    if foreign is not None:
+        raise DirectoryListError(
+            "foreign_link",
+            f"foreign_link: Graph's @odata.nextLink points to {foreign}, not to "
+            f"{' or '.join(allowed)}; not followed (the Graph token would go with it)",
+        )
 
 
 async def get_user(source: AzureAdSource, upn: str, select: Sequence[str]) -> dict[str, Any] | None:
@@ -91,7 +113,17 @@ async def _get_json(
     assert client is not None
     for attempt in range(MAX_ATTEMPTS):
         token = await source.graph_token(refresh=attempt > 0)
-        response = await run_sync(client.get, url, None, {"Authorization": f"Bearer {token}"})
+        try:
+            response = await run_sync(client.graph_get, url, {"Authorization": f"Bearer {token}"})
+        except UpstreamBodyError as err:
+            raise DirectoryListError("bad_response", f"bad_response: Graph {err}") from None
+        except TimeoutError:
+            seconds = source.settings.timeouts.total_seconds
+            raise DirectoryListError(
+                "timeout",
+                f"timeout: Graph gave no whole answer within {seconds:g} s; raise the "
+                f"timeouts.total_seconds of source {source.name} if its pages are that slow",
+            ) from None
         status = response.status_code
         if status == 200:
             try:

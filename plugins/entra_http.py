@@ -9,7 +9,11 @@ also
   and no per-user growth),
 - quotes the username msal puts raw into the realm URL, and drops non-ASCII header values,
 - in loopback mode sends every URL msal asks for, whatever its host, to the emulator base,
-- records the token endpoint's status and Retry-After for the current call (msal hides them).
+- records the token endpoint's status and Retry-After for the current call (msal hides them),
+- reads every answer under a size cap, inflating compressed ones in capped steps
+  (`gateway.upstream_body`): msal's answers (token, realm, discovery, AD FS MEX and WS-Trust)
+  under `max_response_bytes`, Graph pages (`graph_get`) under `max_graph_response_bytes`, and
+  each request within `total_seconds`, because a read timeout alone never ends a drip.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ from urllib.request import getproxies, proxy_bypass
 import aiohttp
 import certifi
 
+from gateway.upstream_body import capped_session, read_capped
 from plugins.sync_bridge import await_only, call_state
+
+# A token, realm, discovery or AD FS answer is a few kilobytes: far below this.
+MAX_RESPONSE_BYTES = 1024 * 1024
 
 
 class UpstreamHTTPError(Exception):
@@ -73,7 +81,9 @@ class EntraHttpClient:
         loopback_base: str | None,
         connect_seconds: float,
         read_seconds: float,
+        total_seconds: float,
         max_connections: int,
+        max_graph_response_bytes: int,
         realm_cache_seconds: float,
         realm_cache_size: int,
     ) -> None:
@@ -83,8 +93,9 @@ class EntraHttpClient:
             f"{self._loopback.scheme}://{self._loopback.netloc}" if self._loopback else None
         )
         self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_seconds, sock_read=read_seconds
+            total=total_seconds, connect=connect_seconds, sock_read=read_seconds
         )
+        self._max_graph_bytes = max_graph_response_bytes
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
         self._proxies: dict[str, str | None] = {}
@@ -107,7 +118,7 @@ class EntraHttpClient:
             ssl=ssl.create_default_context(cafile=ca_file),
             ttl_dns_cache=300,
         )
-        self._session = aiohttp.ClientSession(
+        self._session = capped_session(
             connector=connector,
             timeout=self._timeout,
             trust_env=False,
@@ -127,6 +138,10 @@ class EntraHttpClient:
         if urlsplit(url).path.startswith("/common/userrealm/"):
             return self._user_realm(url, headers)
         return self._send("GET", url, None, headers)
+
+    def graph_get(self, url: str, headers: Mapping[str, str]) -> HttpResponse:
+        """GET a Microsoft Graph object or page (bridged), under the Graph answer cap."""
+        return self._send("GET", url, None, headers, limit=self._max_graph_bytes)
 
     def post(
         self,
@@ -171,15 +186,21 @@ class EntraHttpClient:
             await self._session.close()
 
     def _send(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str] | None
+        self,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str] | None,
+        *,
+        limit: int = MAX_RESPONSE_BYTES,
     ) -> HttpResponse:
         if self._loopback_origin is not None:
             url = _with_origin(url, self._loopback_origin)
         self.upstream_requests += 1
-        return await_only(self._request(method, url, body, _ascii_headers(headers)))
+        return await_only(self._request(method, url, body, _ascii_headers(headers), limit))
 
     async def _request(
-        self, method: str, url: str, body: bytes | None, headers: dict[str, str]
+        self, method: str, url: str, body: bytes | None, headers: dict[str, str], limit: int
     ) -> HttpResponse:
         if self._session is None:
             raise RuntimeError("EntraHttpClient.start() was not awaited")
@@ -191,7 +212,8 @@ class EntraHttpClient:
             proxy=self._proxy_for(url),
             allow_redirects=False,
         ) as raw:
-            text = await raw.text(encoding="utf-8", errors="replace")
+            # UpstreamBodyError past the cap: `classify_exception` makes it `bad_response`.
+            text = (await read_capped(raw, limit)).decode("utf-8", errors="replace")
             return HttpResponse(raw.status, text, raw.headers)
 
     def _proxy_for(self, url: str) -> str | None:

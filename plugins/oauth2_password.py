@@ -40,6 +40,7 @@ from pydantic import (
     model_validator,
 )
 
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 from plugins.base import OUTAGE_REASONS, Result, Source, SourceConfig, Verdict, is_loopback_http
 
 logger = logging.getLogger(__name__)
@@ -253,7 +254,7 @@ class OAuth2PasswordSource(Source):
         connector = aiohttp.TCPConnector(
             limit=settings.pool_size, ssl=ssl_context, ttl_dns_cache=300
         )
-        self._session = aiohttp.ClientSession(
+        self._session = capped_session(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
                 total=settings.timeouts.total, connect=settings.timeouts.connect
@@ -288,7 +289,10 @@ class OAuth2PasswordSource(Source):
             ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After")
-                body = await _read_capped(response)
+                try:
+                    body: bytes | None = await read_capped(response, MAX_BODY_BYTES)
+                except UpstreamBodyError:
+                    body = None  # larger than any token answer, or undecodable: bad_response
         except aiohttp.ConnectionTimeoutError:
             # No connection in time (or none free in the pool): the password never left.
             return self.verdict(Result.UNAVAILABLE, "timeout", sent=False)
@@ -432,20 +436,6 @@ def _json_object(body: bytes | None) -> Mapping[str, Any] | None:
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than any token answer."""
-    if response.content_length is not None and response.content_length > MAX_BODY_BYTES:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            return None
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _seconds(header: str | None) -> float | None:

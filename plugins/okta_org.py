@@ -49,6 +49,7 @@ import aiohttp
 import certifi
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 from plugins.base import OUTAGE_REASONS, Result, Source, SourceConfig, Verdict, is_loopback_http
 
 logger = logging.getLogger(__name__)
@@ -193,7 +194,7 @@ class OktaOrgSource(Source):
             ssl=ssl.create_default_context(cafile=ca_file),
             ttl_dns_cache=300,
         )
-        self._session = aiohttp.ClientSession(
+        self._session = capped_session(
             connector=connector,
             timeout=aiohttp.ClientTimeout(
                 total=settings.timeouts.total, connect=settings.timeouts.connect
@@ -228,7 +229,7 @@ class OktaOrgSource(Source):
                 allow_redirects=False,
             ) as response:
                 status = response.status
-                payload = await _read_capped(response)
+                payload = await read_capped(response, MAX_BODY_BYTES)
                 reset = response.headers.get("X-Rate-Limit-Reset")
                 date = response.headers.get("Date")
         except aiohttp.ClientConnectorError:
@@ -238,7 +239,7 @@ class OktaOrgSource(Source):
             return self.verdict(Result.UNAVAILABLE, "timeout")
         except (aiohttp.ClientError, OSError):
             return self.verdict(Result.UNAVAILABLE, "network")
-        except _TooLarge:
+        except UpstreamBodyError:  # too large or undecodable: content, not an outage
             return self.verdict(Result.UNAVAILABLE, "bad_response")
         result, reason = decide(status, payload, self.settings.policy)
         if reason in MISCONFIGURATION_REASONS:
@@ -267,22 +268,6 @@ class OktaOrgSource(Source):
         host = urlsplit(url).hostname or ""
         proxy = getproxies().get("https")
         return None if not proxy or proxy_bypass(host) else proxy
-
-
-class _TooLarge(Exception):
-    """The answer is far larger than any authn transaction."""
-
-
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """The body, refusing to hold more than `MAX_BODY_BYTES` of it."""
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def decide(status: int, payload: bytes, policy: OktaOrgPolicy) -> tuple[Result, str]:

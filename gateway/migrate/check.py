@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Final, Literal
@@ -36,12 +37,14 @@ import aiohttp
 from gateway.config import GatewayConfig, RouteConfig
 from gateway.logs import configure_logging
 from gateway.okta_api import OktaApiError
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 
 Level = Literal["PASS", "WARN", "FAIL"]
 
 SAMPLE_USERS: Final = 999  # one Graph page at its maximum $top
 SOURCE_TIMEOUT_SECONDS: Final = 60.0
 TOKEN_TIMEOUT_SECONDS: Final = 10.0
+TOKEN_MAX_BYTES: Final = 1024 * 1024  # a token answer is a few kilobytes
 # Which commands need each Okta permission, for the okta-api line.
 NEEDED_BY: Final = {
     "okta.users.read": "import, prepare, rollback, sync-attributes",
@@ -214,12 +217,12 @@ async def _client_credentials_token(url: str, client_id: str, secret: str, scope
     timeout = aiohttp.ClientTimeout(total=TOKEN_TIMEOUT_SECONDS)
     try:
         async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
+            capped_session(timeout=timeout) as session,
             session.post(url, data=form, allow_redirects=False) as response,
         ):
             try:
-                body = await response.json(content_type=None)
-            except ValueError:
+                body = json.loads(await read_capped(response, TOKEN_MAX_BYTES))
+            except (ValueError, UpstreamBodyError):
                 body = None
     except (aiohttp.ClientError, TimeoutError) as err:
         raise TokenRequestError(f"no answer ({type(err).__name__})") from None
@@ -270,7 +273,7 @@ async def check_source(config: GatewayConfig, name: str) -> tuple[Line, Sample |
         ), None  # fmt: skip
     except DirectoryListError as error:
         hint = " (grant the app User.Read.All)" if error.reason == "graph_forbidden" else ""
-        return Line("FAIL", check, f"cannot list users: {error.reason}{hint}"), None
+        return Line("FAIL", check, f"cannot list users: {error}{hint}"), None
     except TimeoutError:
         return Line("FAIL", check, f"no answer in {SOURCE_TIMEOUT_SECONDS:.0f} s"), None
     except SystemExit as stop:  # _started_source: not a source that can list its users

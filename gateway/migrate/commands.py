@@ -175,6 +175,7 @@ def build_okta_client(
         credentials,
         max_concurrency=api.max_concurrency,
         timeout_seconds=api.timeout_seconds,
+        max_response_bytes=api.max_response_bytes,
         on_request=on_request,
         max_retries=max_retries,
     )

@@ -69,6 +69,8 @@ class OktaApiConfig(_Strict):
     oauth: OktaOAuthConfig | None = None
     max_concurrency: StrictInt = Field(8, ge=1, le=75)
     timeout_seconds: StrictFloat = Field(10, gt=0, le=120)
+    # One answer (a page of users or log events); past it the call fails as bad_response.
+    max_response_bytes: StrictInt = Field(16 * 1024 * 1024, ge=65536, le=256 * 1024 * 1024)
 
 
 class MigrationSourceConfig(_Strict):

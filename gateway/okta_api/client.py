@@ -36,7 +36,8 @@ from gateway.okta_api.links import next_link, path_template
 from gateway.okta_api.operations import RequestObserver
 from gateway.okta_api.retry import RetryBudget
 from gateway.okta_api.stats import OktaApiStats
-from gateway.okta_api.transport import USER_AGENT, Answer, Transport, synthetic
+from gateway.okta_api.transport import MAX_RESPONSE_BYTES, USER_AGENT, Answer, Transport, synthetic
+from gateway.origin import foreign_origin
 
 __all__ = ["MAX_PAGE_SIZE", "PASSWORD_HOOK", "OktaApiClient", "ScopeCheck", "check_org_url"]
 
@@ -90,6 +91,7 @@ class OktaApiClient:
         user_agent: str = USER_AGENT,
         rng: random.Random | None = None,
         on_request: RequestObserver | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         """``on_request(operation, status)`` is told of every attempt (see ``operations``)."""
         if max_concurrency < 1:
@@ -123,6 +125,7 @@ class OktaApiClient:
             user_agent=user_agent,
             rng=rng,
             on_request=on_request,
+            max_response_bytes=max_response_bytes,
         )
         if self._oauth is not None:
             self._oauth.fetch = self._transport.fetch_token
@@ -174,14 +177,8 @@ class OktaApiClient:
             following = next_link(answer.headers.getall("Link", []), answer.url)
             if following is None:
                 return
-            if following.origin() != self.org_url:
-                # The next link would carry the token to another host: never follow it.
-                raise OktaApiError(
-                    answer.status,
-                    "bad_response",
-                    "the next-page link points outside the Okta org",
-                    operation=operation,
-                )
+            # The next link would carry the token to another origin: never follow it.
+            self._check_origin(following, answer.status, operation)
             if str(following) in seen:
                 raise OktaApiError(
                     answer.status,
@@ -191,6 +188,17 @@ class OktaApiClient:
                 )
             seen.add(str(following))
             target, query = following, None
+
+    def _check_origin(self, following: URL, status: int, operation: str) -> None:
+        """Raise unless a link Okta handed back stays on the org's origin."""
+        foreign = foreign_origin(str(following), [str(self.org_url)])
+        if foreign is not None:
+            raise OktaApiError(
+                status,
+                "bad_response",
+                f"the next-page link points to {foreign}, outside the Okta org",
+                operation=operation,
+            )
 
     async def _items(
         self, path: str, params: Mapping[str, str] | None = None
@@ -464,13 +472,7 @@ class OktaApiClient:
             following = next_link(answer.headers.getall("Link", []), answer.url)
             if len(answer.body) < limit or following is None:
                 return
-            if following.origin() != self.org_url:
-                raise OktaApiError(
-                    answer.status,
-                    "bad_response",
-                    "the next-page link points outside the Okta org",
-                    operation="GET /api/v1/logs",
-                )
+            self._check_origin(following, answer.status, "GET /api/v1/logs")
             target, query = following, None
 
     # -- inline hooks -------------------------------------------------------------------------

@@ -15,7 +15,9 @@ What is retried, and how (reference/okta-hooks.md §2.6; reference/okta-sdk-note
 * 401 with an OAuth access token: the token is fetched again, once.
 
 Requests carry ``X-Okta-Retry-For``/``X-Okta-Retry-Count`` on retries, as Okta's SDKs send them.
-Redirects are not followed (they would carry the token elsewhere).
+Redirects are not followed (they would carry the token elsewhere). Every answer is read under
+``max_response_bytes``, inflated in capped steps (``gateway.upstream_body``), within
+``timeout_seconds`` for the whole request.
 """
 
 from __future__ import annotations
@@ -41,12 +43,15 @@ from gateway.okta_api.operations import RequestObserver, operation_of, status_of
 from gateway.okta_api.pacing import Pacer
 from gateway.okta_api.retry import RetryBudget, backoff_seconds
 from gateway.okta_api.stats import OktaApiStats
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 
 __all__ = ["USER_AGENT", "Answer", "Transport"]
 
 logger = logging.getLogger(__name__)
 
 USER_AGENT: Final = f"okta-password-gateway/{__version__}"
+# A page of 200 users or 1,000 log events is a few MB; the cap leaves room for large profiles.
+MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +91,10 @@ class Transport:
         user_agent: str = USER_AGENT,
         rng: random.Random | None = None,
         on_request: RequestObserver | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.org_url = org_url
+        self.max_response_bytes = max_response_bytes
         self.on_request = on_request  # told (operation, status class) after every attempt
         self.authorizer = authorizer
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
@@ -106,7 +113,7 @@ class Transport:
     async def open(self) -> None:
         """Open the session (inside the running loop)."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
+            self._session = capped_session(
                 connector=aiohttp.TCPConnector(limit=self._max_concurrency),
                 timeout=self.timeout,
                 # No proxy or .netrc from the environment: netrc credentials must never be
@@ -271,6 +278,7 @@ class Transport:
         """One HTTP exchange: the answer, or the failure and how long Okta asks to wait."""
         assert self._session is not None
         await self.pacer.turn(key)
+        oversized: str | None = None
         try:
             async with self._semaphore:
                 self.stats.requests += 1
@@ -279,7 +287,10 @@ class Transport:
                 async with self._session.request(
                     method, url, data=payload, headers=headers, allow_redirects=False
                 ) as resp:
-                    raw = await resp.read()
+                    try:
+                        raw = await read_capped(resp, self.max_response_bytes)
+                    except UpstreamBodyError as err:
+                        raw, oversized = b"", str(err)
                     received = self.clock.monotonic()
                     status, reason, resp_headers = resp.status, resp.reason, resp.headers
         except aiohttp.ClientConnectorError:
@@ -316,7 +327,11 @@ class Transport:
         seen = self.pacer.observe(key, resp_headers, received)
         self._observe(method, url, status)
         if 200 <= status < 300:
+            if oversized is not None:
+                # Not retried: the same request would get the same answer.
+                return OktaApiError(status, "bad_response", oversized, operation=operation), None
             return Answer(status, resp_headers, self._decode(raw, status, operation), url)
+        # An error answer past the cap is judged by its status alone (its body is dropped).
         failure = error_from_answer(status, reason, resp_headers, raw, operation=operation)
         wait: float | None = None
         if status == 429:
