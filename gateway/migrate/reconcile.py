@@ -66,9 +66,11 @@ def _time(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
+        # In UTC now: an offset can push year 1 or 9999 out of range (`0001-01-01T00:00:00+14:00`),
+        # which would otherwise raise OverflowError when the ledger stores it.
+        return moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def finished(user: LedgerUser) -> bool:

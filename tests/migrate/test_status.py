@@ -9,11 +9,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from gateway.emulators.okta import DEFAULT_API_TOKEN
 from gateway.ledger import RunCommand, UserState, open_ledger
 from gateway.migrate.reconcile import ReconcileOutcome, Reconciler
+from gateway.migrate.reconcile import _time as reconcile_time
 from gateway.okta_api import OktaApiClient, SswsToken
 from tests.migrate.rehearsal import SOURCE, gateway_cli, rehearse
 
@@ -258,3 +260,15 @@ async def test_refresh_without_okta_api_settings_is_refused(tmp_path: Path) -> N
     assert code == 1
     assert out == ""
     assert "--refresh needs okta.org_url and okta.api" in err
+
+
+@pytest.mark.parametrize(
+    "published", ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "not a time", 17]
+)
+def test_a_system_log_time_out_of_range_in_utc_is_no_time(published: object) -> None:
+    # Valid ISO 8601 but out of range once moved to UTC: storing it raised OverflowError.
+    assert reconcile_time(published) is None
+
+
+def test_a_system_log_time_is_read_in_utc() -> None:
+    assert reconcile_time("2024-05-01T12:00:00+02:00") == datetime(2024, 5, 1, 10, tzinfo=UTC)
