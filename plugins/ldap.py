@@ -658,6 +658,9 @@ class LdapSource(Source):
                     sock.settimeout(settings.timeouts.operation_seconds)
                     with context.wrap_socket(sock, server_hostname=host.strip("[]")):
                         pass
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            # Closed mid-handshake: a server going down or restarting, not a misconfiguration.
+            return "network"
         except ssl.SSLError:  # SSLCertVerificationError included
             return "tls_error"
         except TimeoutError:

@@ -2,7 +2,8 @@
 
 `Relay` forwards to a real directory and, when told, holds new connections without a word
 (a TLS handshake that never ends) or cuts its open connections right after the directory read
-what the client sent (a bind the server counted, whose answer never arrives). `StartTlsThenSilent`
+what the client sent (a bind the server counted, whose answer never arrives). `HangUp` closes
+every connection at once. `StartTlsThenSilent`
 accepts StartTLS and then never answers the ClientHello. Threads, not the test's event loop: the
 LDAP client blocks in worker threads while the loop waits for it.
 """
@@ -116,6 +117,16 @@ class Relay(_Listener):
             for sock in (client, upstream):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+class HangUp(_Listener):
+    """Accepts a connection and closes it at once: a TLS handshake ends in EOF."""
+
+    def handle(self, client: socket.socket) -> None:
+        """Close without a word."""
+        with contextlib.suppress(OSError):
+            client.shutdown(socket.SHUT_RDWR)
+        client.close()
 
 
 class StartTlsThenSilent(_Listener):

@@ -23,7 +23,7 @@ from plugins.ldap_identity import account_identity
 from tests.conftest import HOOK_PATH, HOOK_SECRET, SecretScan, credential, post_hook
 from tests.ldap_servers import Slapd, TestCA
 from tests.plugins.test_ldap_openldap import FILTER, PASSWORDS, USERS, require_slapd
-from tests.tcp_saboteur import Relay, StartTlsThenSilent
+from tests.tcp_saboteur import HangUp, Relay, StartTlsThenSilent
 
 IDLE_SECONDS = 300.0
 
@@ -189,6 +189,23 @@ async def test_a_frozen_start_tls_handshake_answers_unavailable_within_the_timeo
     finally:
         await src.close()
         silent.close()
+
+
+async def test_a_server_that_hangs_up_mid_handshake_is_a_network_problem_not_a_tls_one(
+    counted_slapd: Slapd,
+) -> None:
+    # tls_error is a misconfiguration reason (an ERROR line and an alert): a server that closes
+    # the connection during the handshake is down or restarting, not misconfigured.
+    hang_up = HangUp()
+    src = await started(source_dict(counted_slapd, f"ldaps://127.0.0.1:{hang_up.port}"))
+    try:
+        verdict = await asyncio.wait_for(src.verify("jdoe", PASSWORDS["jdoe"]), 10)
+        assert (verdict.result, verdict.reason, verdict.sent) == (
+            Result.UNAVAILABLE, "network", False,
+        )  # fmt: skip
+    finally:
+        await src.close()
+        hang_up.close()
 
 
 async def test_uid_and_mail_of_one_entry_share_one_budget(
