@@ -163,6 +163,25 @@ def _traffic_row(builder: dash.Dashboard) -> None:
     )
     builder.with_panel(
         _timeseries(
+            "Connections",
+            "Open connections per listener (each capped by server.max_connections), and the "
+            "rate of connections the gateway closed: header_timeout (a request head that did not "
+            "arrive within server.header_timeout_seconds: slow or hostile clients), body_timeout "
+            "(a body that did not arrive within the budget), over_capacity (refused at the cap).",
+            "short",
+        )
+        .with_target(_query("sum by (listener) (gateway_connections_open)", "open: {{listener}}"))
+        .with_target(
+            _query(
+                f"sum by (reason) (rate(gateway_connections_closed_total"
+                f'{{reason!="normal"}}[{RATE}]))',
+                "closed/s: {{reason}}",
+                ref="B",
+            )
+        )
+    )
+    builder.with_panel(
+        _timeseries(
             "Rate-limit refusals by limit",
             "Requests refused by a limit: username and ip protect users from lockout and "
             "password spraying; source, cooldown, circuit and busy protect the directory; "

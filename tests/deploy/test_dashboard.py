@@ -38,6 +38,8 @@ REQUIRED_DASHBOARD_METRICS = {
     "gateway_config_info",
     "gateway_migration_users",
     "gateway_okta_api_requests_total",
+    "gateway_connections_open",
+    "gateway_connections_closed_total",
 }
 REQUIRED_ALERTS = {
     "GatewayDown",
@@ -54,6 +56,7 @@ REQUIRED_ALERTS = {
     "MigrationStalled",
     "EventLoopLagHigh",
     "HookCallsUnauthorized",
+    "ConnectionsRefusedAtCap",
 }
 
 
