@@ -34,10 +34,14 @@ from gateway.connections import serve_guarded
 from gateway.logs import configure_logging
 from gateway.migrate.cli import add_migrate_parser
 from gateway.runtime import reload_on_sighup
+from gateway.upstream_body import UpstreamBodyError, capped_session, read_capped
 from plugins.base import Result
 from plugins.registry import source_class
 
 logger = logging.getLogger(__name__)
+
+# The admin listener's reload answer is a small JSON report.
+RELOAD_ANSWER_MAX_BYTES = 1024 * 1024
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -212,14 +216,17 @@ async def _post_reload(config: GatewayConfig) -> int:
     headers = {admin.auth.header: admin.auth.secrets[0].get_secret_value()}
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http,
+            capped_session(timeout=aiohttp.ClientTimeout(total=60)) as http,
             http.post(url, headers=headers) as response,
         ):
             if response.status == 401:
                 print("the admin listener refused the admin secret", file=sys.stderr)
                 return 1
-            answer = await response.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError) as err:
+            # Capped like every answer: the listener at that port need not be ours.
+            answer = json.loads(await read_capped(response, RELOAD_ANSWER_MAX_BYTES))
+            if not isinstance(answer, dict):
+                raise ValueError("not a JSON object")
+    except (aiohttp.ClientError, TimeoutError, ValueError, UpstreamBodyError) as err:
         print(f"cannot reach the admin listener at {url}: {type(err).__name__}", file=sys.stderr)
         return 1
     print(json.dumps(answer, indent=2))
