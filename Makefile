@@ -35,8 +35,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# emulators/ is not installed: it is importable here, from the repo root (python -m puts cwd first).
 demo: $(STAMP)
-	$(BIN)/python -m gateway.demo $(DEMO_ARGS)
+	$(BIN)/python -m emulators.demo $(DEMO_ARGS)
 
 # pytest's own exit status is make's: 5 (no tests collected) fails like any other.
 test: services $(STAMP)
@@ -70,8 +71,8 @@ services:
 	  { echo "make test needs PostgreSQL on 127.0.0.1:5432: run 'sudo pg_ctlcluster <version> main start' (pg_lsclusters shows it)" >&2; exit 1; }
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway plugins tests bench
-	$(BIN)/ruff format --check gateway plugins tests bench
+	$(BIN)/ruff check gateway plugins emulators tests bench
+	$(BIN)/ruff format --check gateway plugins emulators tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

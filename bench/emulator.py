@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 
 from bench.users import MFA_PASSWORD_TEMPLATE, PASSWORD_TEMPLATE, mfa_user
-from gateway.emulators.entra import EmulatedDirectory, EmulatedUser, start_emulator
+from emulators.entra import EmulatedDirectory, EmulatedUser, start_emulator
 
 URL_PREFIX = "BENCH_EMULATOR_URL "
 

@@ -22,7 +22,7 @@ import aiohttp
 from aiohttp import web
 
 from bench import hook_server
-from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 TOKEN_URL = web.AppKey("token_url", str)

@@ -39,9 +39,9 @@ import yaml
 from aiohttp import web
 from passlib import hash as passlib_hash
 
+from emulators.demo import okta_payload
 from gateway.app import METRICS, create_app
 from gateway.config import load_config
-from gateway.demo import okta_payload
 from plugins.hashed_export import HashedExportConfig, HashedExportSource
 
 SECRET = "Basic YmVuY2g6aGFzaGVzLWJlbmNoLXNlY3JldA=="

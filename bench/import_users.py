@@ -1,6 +1,6 @@
 """`python -m bench.import_users`: `gateway migrate import` against rate-limited Okta (issue 10).
 
-Starts the Entra emulator (N generated users) and the Okta emulator (`gateway emulate-okta`,
+Starts the Entra emulator (N generated users) and the Okta emulator (`python -m emulators.okta`,
 every bucket limited to --limit-per-minute, default concurrency limit) in their own processes,
 then runs `gateway migrate import` as a subprocess, polling the Okta emulator's stats to sample
 the import's RSS (/proc/<pid>/status VmRSS) at 1,000 and at N created users. Prints:
@@ -35,8 +35,8 @@ import aiohttp
 import yaml
 
 from bench import procs
-from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
-from gateway.emulators.okta import BUCKETS, DEFAULT_API_TOKEN
+from emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from emulators.okta import BUCKETS, DEFAULT_API_TOKEN
 
 DOMAIN = "contoso.com"
 OKTA_READY_PREFIX = "Okta emulator listening on "
@@ -69,9 +69,9 @@ class Result:
 
 
 async def _start_okta(workdir: Path) -> tuple[procs.Child, str]:
-    """`gateway emulate-okta` on a free port; the child and its URL."""
+    """`python -m emulators.okta` on a free port; the child and its URL."""
     port = procs.free_port()
-    args = ["-m", "gateway", "emulate-okta", "--port", str(port)]
+    args = ["-m", "emulators.okta", "--port", str(port)]
     child = await procs.spawn("okta", args, workdir, stdout=asyncio.subprocess.PIPE)
     rest = await procs._await_ready_line(child, OKTA_READY_PREFIX)  # same package
     return child, rest.split()[0]

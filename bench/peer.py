@@ -35,7 +35,7 @@ from aiohttp import web
 from requests.adapters import HTTPAdapter
 
 from bench import hook_server
-from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 
 AUTHORITY_HOST = "https://login.loopback.invalid"  # as the gateway's loopback mode; never resolved
 MSAL = web.AppKey("msal", msal.ConfidentialClientApplication)

@@ -46,7 +46,7 @@ from bench import procs
 from bench.hook_server import HOOK_PATH
 from bench.load import LoadGroup, RequestSource, client_session, percentile
 from bench.users import FreshUsers, HotUsers, users_needed
-from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 
 SCENARIOS = ("a", "b", "c", "d", "e")
 DEFAULT_SECONDS = {"a": 15.0, "b": 20.0, "c": 15.0, "e": 15.0}

@@ -47,7 +47,7 @@ from bench import procs
 from bench.hook_server import HOOK_PATH
 from bench.load import LoadGroup, client_session, percentile
 from bench.users import MIX, PayloadEncoder, Planned, client_ip, planned
-from gateway.emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
+from emulators.entra import DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_TENANT_ID
 
 DOMAIN = "contoso.com"
 USERS = 20_000

@@ -19,10 +19,10 @@ from urllib.parse import urlencode
 import aiohttp
 from aiohttp import web
 
+from emulators.demo import okta_payload
+from emulators.entra import EmulatedDirectory, load_directory, start_emulator
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.demo import okta_payload
-from gateway.emulators.entra import EmulatedDirectory, load_directory, start_emulator
 from gateway.migrate.mapping import graph_attributes
 from gateway.migrate.settings import MigrationSourceConfig
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, USERS_FILE, gateway_yaml

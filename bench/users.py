@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from gateway.demo import okta_payload
+from emulators.demo import okta_payload
 
 PASSWORD_TEMPLATE = "Bench-{i}-pw"  # generated load-test users only
 MFA_PASSWORD_TEMPLATE = "Mfa-{i}-pw"  # generated load-test users only

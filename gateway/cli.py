@@ -1,4 +1,4 @@
-"""Command line: `serve`, `reload`, `check-config`, `healthcheck`, `verify`, `emulate-entra`."""
+"""Command line: `serve`, `reload`, `check-config`, `healthcheck`, `verify`, `migrate`."""
 
 from __future__ import annotations
 
@@ -91,33 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("username")
     verify.set_defaults(run=_verify)
 
-    emulate = commands.add_parser("emulate-entra", help="run the bundled Entra ID emulator")
-    emulate.add_argument("--users", required=True, help="users YAML file")
-    emulate.add_argument("--host", default="127.0.0.1")
-    emulate.add_argument("--port", type=int, default=8400)
-    emulate.add_argument("--latency-ms", type=int, default=0)
-    emulate.set_defaults(run=_emulate_entra)
-
     add_migrate_parser(commands)
-
-    emulate_okta = commands.add_parser("emulate-okta", help="run the bundled Okta API emulator")
-    emulate_okta.add_argument("--users", help="org file (YAML): users, groups, API tokens")
-    emulate_okta.add_argument("--host", default="127.0.0.1")
-    emulate_okta.add_argument("--port", type=int, default=8500)
-    emulate_okta.set_defaults(run=_emulate_okta)
     return parser
-
-
-def _emulate_okta(args: argparse.Namespace) -> int:
-    """Serve the Okta API emulator until interrupted; exit 2 on a bad org file."""
-    from gateway.emulators.okta import OrgFileError, serve
-
-    try:
-        serve(args.users, args.host, args.port)
-    except OrgFileError as err:
-        print(err, file=sys.stderr)
-        return 2
-    return 0
 
 
 def load_or_report(path: str) -> GatewayConfig | None:
@@ -479,10 +454,3 @@ def _verify(args: argparse.Namespace) -> int:
         return {Result.VERIFIED: 0, Result.DENIED: 2}.get(verdict.result, 3)
 
     return asyncio.run(run())
-
-
-def _emulate_entra(args: argparse.Namespace) -> int:
-    from gateway.emulators.entra import serve
-
-    serve(args.users, args.host, args.port, args.latency_ms)
-    return 0

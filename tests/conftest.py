@@ -13,17 +13,17 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.logs import LIBRARY_LOGGERS, JsonFormatter
 from tests.redis_server import MONITORED, RedisServer, free_port
 from tests.serve_process import ServeProcess
 
 FIXTURES = Path(__file__).parent / "fixtures"
 USERS_FILE = FIXTURES / "entra_users.yaml"
-DEMO_USERS_FILE = Path(__file__).parent.parent / "gateway" / "emulators" / "demo_users.yaml"
+DEMO_USERS_FILE = Path(__file__).parent.parent / "emulators" / "demo_users.yaml"
 HOOK_SECRET = "Basic b2t0YTp0ZXN0LWhvb2stc2VjcmV0LTczMTk="
 HOOK_PATH = "/okta/password-import"
 CACHE_SECRET = "test-cache-hmac-secret-7319"

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS
-from gateway.emulators.entra import RunningEmulator
 from tests.conftest import USERS, GatewayFactory, credential, post_hook
 from tests.redis_server import RedisServer
 from tests.test_redis import _redis_cache

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 import yaml
 
+from emulators.entra import RunningEmulator
 from gateway.cli import probe_target
 from gateway.config import ServerConfig, TlsConfig
-from gateway.emulators.entra import RunningEmulator
 from tests.certs import self_signed
 from tests.conftest import USERS, SecretScan, credential, gateway_yaml
 from tests.serve_process import ServeProcess
@@ -82,7 +82,7 @@ def _free_port() -> int:
 
 
 async def test_demo_shows_verified_and_unverified(secret_scan: SecretScan) -> None:
-    code, out = await _run("gateway.demo", "--once", "--port", str(_free_port()))
+    code, out = await _run("emulators.demo", "--once", "--port", str(_free_port()))
     secret_scan.add_output(out)
     assert code == 0, out
     assert "alice@contoso.com with the right password: HTTP 200 -> VERIFIED" in out
@@ -115,7 +115,7 @@ async def test_demo_payload_is_private_usable_while_serving_and_removed_at_stop(
     secret_scan: SecretScan, signum: int
 ) -> None:
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway.demo", "--port", str(_free_port()),
+        sys.executable, "-m", "emulators.demo", "--port", str(_free_port()),
         cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert process.stdout is not None

@@ -15,9 +15,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import gateway.app
+from emulators.demo import okta_payload
 from gateway.app import METRICS, create_app
 from gateway.config import parse_config
-from gateway.demo import okta_payload
 from gateway.logs import JsonFormatter
 from gateway.okta import PasswordImportRequest, parse_password_import
 from gateway.runtime import RUNTIME

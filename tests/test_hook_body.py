@@ -18,9 +18,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 from multidict import CIMultiDict
 
+from emulators.demo import okta_payload
 from gateway.app import METRICS
 from gateway.body import BROTLI_BLOCK
-from gateway.demo import okta_payload
 from gateway.runtime import RUNTIME
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, GatewayFactory, credential
 

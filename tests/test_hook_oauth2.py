@@ -24,10 +24,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS, create_app
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
 from gateway.hook_oauth import AUTH_ERRORS, KeySet
 from gateway.logs import JsonFormatter
 from gateway.runtime import RUNTIME

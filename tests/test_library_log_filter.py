@@ -9,7 +9,7 @@ from urllib.parse import quote_plus
 import pytest
 import yaml
 
-from gateway.emulators.entra import RunningEmulator
+from emulators.entra import RunningEmulator
 from gateway.logs import (
     LIBRARY_FILTER,
     LIBRARY_LOGGERS,

@@ -7,9 +7,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
 from gateway.runtime import RUNTIME
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, GatewayFactory, credential, post_hook
 

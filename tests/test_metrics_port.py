@@ -12,9 +12,9 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient, make_mocked_request
 
+from emulators.entra import RunningEmulator
 from gateway.app import PROCESS_READY_PATH, create_app, handle_process_ready
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.emulators.entra import RunningEmulator
 from gateway.runtime import RUNTIME
 from tests.conftest import gateway_yaml
 from tests.redis_server import free_port

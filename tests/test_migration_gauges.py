@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS, create_app
 from gateway.config import parse_config
-from gateway.emulators.entra import RunningEmulator
 from gateway.ledger import Decision, UserState, open_ledger
 from gateway.metrics import GatewayMetrics
 from gateway.migration_gauges import GAUGE_INTERVAL, refresh_gauges

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import okta_payload
+from emulators.demo import okta_payload
 from gateway.okta import UNVERIFIED_BODY, VERIFIED_BODY
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, GatewayFactory, credential, post_hook
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from gateway.emulators.entra import RunningEmulator
+from emulators.entra import RunningEmulator
 from tests.conftest import USERS, GatewayFactory, SecretScan, post_hook
 
 

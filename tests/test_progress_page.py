@@ -25,11 +25,11 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from emulators.entra import RunningEmulator
 from gateway import progress_page
 from gateway.admin import create_admin_app
 from gateway.app import create_app
 from gateway.config import GatewayConfig, parse_config
-from gateway.emulators.entra import RunningEmulator
 from gateway.ledger import (
     Ledger,
     LedgerUser,

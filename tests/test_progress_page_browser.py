@@ -20,7 +20,7 @@ import aiohttp
 import pytest
 from playwright.async_api import ConsoleMessage, Dialog, async_playwright
 
-from gateway.emulators.entra import RunningEmulator
+from emulators.entra import RunningEmulator
 from gateway.ledger import open_ledger
 from tests.conftest import SecretScan
 from tests.migration_ledger_data import ENTRA, HOSTILE, LEGACY, NORTHWIND, Expected, fill_ledger

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS
-from gateway.emulators.entra import RunningEmulator
 from gateway.protection import UNKNOWN_IP, limiter_ip, limiter_username
 from gateway.runtime import RUNTIME
 from plugins.base import derive_key

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 import yaml
 
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from gateway.app import METRICS
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
 from tests.conftest import (
     CACHE_SECRET,
     HOOK_PATH,

@@ -14,9 +14,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.app import METRICS, create_app
 from gateway.config import load_config
-from gateway.emulators.entra import RunningEmulator, load_directory, start_emulator
 from gateway.runtime import RUNTIME
 from tests.conftest import FIXTURES, USERS, credential, gateway_yaml, post_hook
 from tests.redis_server import free_port
@@ -257,7 +257,7 @@ async def test_hook_secrets_rotate_on_reload_and_the_admin_secret_is_required(
 
 
 async def _payload(username: str) -> dict[str, Any]:
-    from gateway.demo import okta_payload
+    from emulators.demo import okta_payload
 
     return okta_payload(username, USERS[username])
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, credential
 from tests.redis_server import free_port
 from tests.test_redis import _GatewayProcess, _hook

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
 from gateway.app import create_app
 from gateway.config import RouteConfig, parse_config
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
 from gateway.routing import Router
 from tests.conftest import SCAN, USERS, credential, gateway_yaml, post_hook
 

@@ -8,8 +8,8 @@ import signal
 import aiohttp
 import pytest
 
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, StartGateway, credential
 
 ALICE = "alice@contoso.com"

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.demo import okta_payload
+from emulators.demo import okta_payload
 from gateway.metrics import CONNECTION_CLOSE_REASONS, LISTENERS, GatewayMetrics
 from tests.certs import self_signed
 from tests.conftest import HOOK_PATH, HOOK_SECRET, USERS, StartGateway, credential

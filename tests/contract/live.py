@@ -18,9 +18,9 @@ import requests
 import yaml
 from aiohttp import web
 
+from emulators.entra import load_directory, start_emulator
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.emulators.entra import load_directory, start_emulator
 from tests.conftest import USERS_FILE
 from tests.contract.gateway_config import full_config
 from tests.redis_server import free_port

@@ -22,8 +22,8 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from emulators.demo import okta_payload
 from gateway.config import ConfigError, GatewayConfig, load_config, parse_config
-from gateway.demo import okta_payload
 from gateway.okta import (
     EVENT_TYPE,
     BadHookRequest,

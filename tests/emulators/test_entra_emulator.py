@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from msal.exceptions import MsalServiceError
 
-from gateway.emulators.entra import (
+from emulators.entra import (
     DEFAULT_ENTRA_BASE,
     DirectoryError,
     EmulatedDirectory,
@@ -32,7 +32,7 @@ from gateway.emulators.entra import (
 )
 from tests.certs import self_signed
 
-DEMO_USERS = Path(__file__).resolve().parents[2] / "gateway" / "emulators" / "demo_users.yaml"
+DEMO_USERS = Path(__file__).resolve().parents[2] / "emulators" / "demo_users.yaml"
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 SECRET = "emulator-client-secret"

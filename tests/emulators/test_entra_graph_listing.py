@@ -8,7 +8,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway.emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
+from emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
 
 GROUP = "0b9c6a55-0000-4000-8000-000000000001"
 

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine import make_url as parse_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.demo import okta_payload
+from emulators.demo import okta_payload
 from gateway.ledger import (
     Decision,
     DecisionRecorder,

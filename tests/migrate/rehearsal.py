@@ -23,10 +23,10 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
-from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
 from gateway.okta_api import (
     OktaApiClient,
     SswsToken,

@@ -9,10 +9,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from emulators.demo import okta_payload
+from emulators.entra import RunningEmulator
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.demo import okta_payload
-from gateway.emulators.entra import RunningEmulator
 from gateway.ledger import LedgerUser, UserState, open_ledger
 from gateway.okta import parse_password_import
 from gateway.serve_ledger import SERVE_LEDGER

@@ -18,16 +18,16 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from gateway import event_hook
-from gateway.app import METRICS, create_app
-from gateway.config import parse_config
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
-from gateway.emulators.okta import (
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from emulators.okta import (
     DEFAULT_API_TOKEN,
     OktaOrg,
     RunningOktaEmulator,
     start_okta_emulator,
 )
+from gateway import event_hook
+from gateway.app import METRICS, create_app
+from gateway.config import parse_config
 from gateway.event_hook import EVENT_HOOK
 from gateway.ledger import UserState, open_ledger
 from gateway.serve_ledger import SERVE_LEDGER

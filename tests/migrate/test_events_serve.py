@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from gateway.emulators.entra import RunningEmulator
+from emulators.entra import RunningEmulator
 from gateway.ledger import UserRecord, UserState, async_ledger_url, open_ledger
 from gateway.ledger.schema import events as events_table
 from gateway.ledger.schema import users as users_table

@@ -10,7 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.emulators.okta import DEFAULT_API_TOKEN
+from emulators.okta import DEFAULT_API_TOKEN
 from gateway.ledger import RunCommand, open_ledger
 from gateway.metrics import GatewayMetrics
 from gateway.migrate.finish import Finisher

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import yaml
 
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from emulators.okta import RunningOktaEmulator
 from gateway.config import load_config
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
-from gateway.emulators.okta import RunningOktaEmulator
 from gateway.migrate.hooks import register
 from tests.conftest import HOOK_SECRET, SCAN
 from tests.migrate.test_import import _config

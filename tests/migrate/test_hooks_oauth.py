@@ -16,10 +16,10 @@ import aiohttp
 import pytest
 import yaml
 
+from emulators.entra import RunningEmulator
+from emulators.okta import OktaOrg, RunningOktaEmulator, start_okta_emulator
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.emulators.entra import RunningEmulator
-from gateway.emulators.okta import OktaOrg, RunningOktaEmulator, start_okta_emulator
 from gateway.migrate.hooks import config_problem, register
 from tests.conftest import SCAN
 from tests.migrate.test_hooks_and_check import LAST_CREATED, LAST_UNCHANGED, LAST_UPDATED, _cli

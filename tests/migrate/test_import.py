@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
-from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
+from emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
+from emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
 from tests.conftest import HOOK_SECRET
 
 USERS = 2500

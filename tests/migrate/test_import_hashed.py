@@ -22,10 +22,10 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
+from emulators.okta.models import Credential
 from gateway.app import create_app
 from gateway.config import load_config
-from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator, start_okta_emulator
-from gateway.emulators.okta.models import Credential
 from gateway.ledger import UserState, open_ledger
 from gateway.okta_api import OktaApiClient, OktaApiError, SswsToken
 from tests.conftest import HOOK_PATH, HOOK_SECRET, SecretScan

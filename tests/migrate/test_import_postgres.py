@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
+from emulators.okta import RunningOktaEmulator
 from gateway.ledger import RunCommand, UserState, open_ledger
 from tests.ledger.conftest import create_database, database_url, drop_database
 from tests.migrate.test_import import _config, _migrate

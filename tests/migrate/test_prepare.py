@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import load_config
-from gateway.emulators.okta import (
+from emulators.okta import (
     DEFAULT_API_TOKEN,
     OktaOrg,
     RunningOktaEmulator,
     SeedUser,
     start_okta_emulator,
 )
+from gateway.config import load_config
 from gateway.ledger import UserState, open_ledger
 from gateway.migrate.prepare import Preparer
 from tests.conftest import HOOK_SECRET

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.emulators.okta import DEFAULT_API_TOKEN
+from emulators.okta import DEFAULT_API_TOKEN
 from gateway.ledger import RunCommand, UserState, open_ledger
 from gateway.migrate.reconcile import ReconcileOutcome, Reconciler
 from gateway.migrate.reconcile import _time as reconcile_time

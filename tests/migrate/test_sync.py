@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from emulators.okta import RunningOktaEmulator
 from gateway.ledger import RunCommand, open_ledger
 from tests.migrate.test_import import _config, _migrate
 from tests.migrate.test_import import okta as okta  # the fixture, re-exported for pytest

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from multidict import CIMultiDict
 
-from gateway.emulators.okta import (
+from emulators.okta import (
     DEFAULT_API_TOKEN,
     OktaOrg,
     RunningOktaEmulator,

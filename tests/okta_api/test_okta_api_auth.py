@@ -11,7 +11,7 @@ import jwt
 import pytest
 from jwt.algorithms import RSAAlgorithm
 
-from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator
+from emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator
 from gateway.okta_api import OAuthServiceApp, OktaApiError, SswsToken, load_private_key
 from gateway.okta_api.auth import ASSERTION_LIFETIME, OAuthAuthorizer
 from tests.okta_api.conftest import (

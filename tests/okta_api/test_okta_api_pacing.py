@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.emulators.okta import OktaOrg, RunningOktaEmulator, start_okta_emulator
+from emulators.okta import OktaOrg, RunningOktaEmulator, start_okta_emulator
 from gateway.okta_api import SYSTEM_CLOCK, OktaApiClient
 from tests.okta_api.conftest import ClientFactory, VirtualClock, profile_of
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from yarl import URL
 
-from gateway.emulators.okta import OktaOrg, RunningOktaEmulator
+from emulators.okta import OktaOrg, RunningOktaEmulator
 from gateway.okta_api import OktaApiClient, OktaApiError
 from gateway.okta_api.links import bucket_key, next_link, parse_links, path_template
 from tests.okta_api.conftest import ClientFactory, FaultProxy

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.okta import RunningOktaEmulator
 from gateway.metrics import GatewayMetrics
 from gateway.okta_api import OktaApiError
 from gateway.okta_api.operations import (

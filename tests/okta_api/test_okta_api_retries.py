@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.okta import RunningOktaEmulator
 from gateway.okta_api import OktaApiClient, OktaApiError, RetryBudget
 from tests.okta_api.conftest import ClientFactory, FaultProxy, profile_of
 

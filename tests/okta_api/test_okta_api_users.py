@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway.emulators.okta import Credential, RunningOktaEmulator, Status
+from emulators.okta import Credential, RunningOktaEmulator, Status
 from gateway.okta_api import (
     PASSWORD_IMPORT_HOOK_TYPE,
     OAuthServiceApp,

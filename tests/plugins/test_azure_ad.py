@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.config import parse_config
-from gateway.emulators.entra import (
+from emulators.entra import (
     EmulatedDirectory,
     RunningEmulator,
     load_directory,
     start_emulator,
 )
+from gateway.config import parse_config
 from plugins.azure_ad import AzureAdConfig, AzureAdSource
 from plugins.base import Result
 from tests.certs import self_signed

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
+from emulators.entra import EmulatedDirectory, EmulatedUser, RunningEmulator, start_emulator
 from plugins.azure_ad import AzureAdConfig, AzureAdSource
 from plugins.entra_directory import DirectoryListError, iter_users
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.emulators.entra import RunningEmulator
+from emulators.entra import RunningEmulator
 from plugins.azure_ad import AzureAdSource
 from plugins.base import Result
 from plugins.entra_directory import DirectoryListError, get_user, iter_users

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gateway.emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
+from emulators.entra import EmulatedDirectory, RunningEmulator, start_emulator
 from tests.conftest import USERS, USERS_FILE, GatewayFactory, credential, post_hook
 
 ALICE = "alice@contoso.com"

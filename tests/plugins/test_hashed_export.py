@@ -16,9 +16,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
+from emulators.demo import okta_payload
 from gateway.app import METRICS, create_app
 from gateway.config import ConfigError, load_config, parse_config
-from gateway.demo import okta_payload
 from gateway.runtime import RUNTIME
 from plugins.base import Result
 from plugins.hashed_export import HashedExportConfig, HashedExportSource

@@ -19,9 +19,9 @@ import ldap
 import pytest
 import yaml
 
+from emulators.entra import RunningEmulator
 from gateway.app import create_app
 from gateway.config import parse_config
-from gateway.emulators.entra import RunningEmulator
 from plugins.base import Result
 from plugins.ldap import LdapConfig, LdapSource
 from tests.conftest import SCAN, credential, gateway_yaml, post_hook

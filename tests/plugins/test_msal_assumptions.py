@@ -16,8 +16,8 @@ from typing import Any
 import msal
 import pytest
 
+from emulators.entra import RunningEmulator
 from gateway.config import parse_config
-from gateway.emulators.entra import RunningEmulator
 from plugins import azure_ad
 from plugins.azure_ad import AzureAdConfig, AzureAdSource
 from plugins.base import Result

@@ -13,10 +13,10 @@ import pytest
 import yaml
 from aiohttp import web
 
+from emulators.okta import OktaOrg, RunningOktaEmulator, SeedUser, start_okta_emulator
+from emulators.okta.authn import directory_of
 from gateway.app import create_app
 from gateway.config import ConfigError, parse_config
-from gateway.emulators.okta import OktaOrg, RunningOktaEmulator, SeedUser, start_okta_emulator
-from gateway.emulators.okta.authn import directory_of
 from plugins.base import Result, Verdict
 from plugins.okta_org import (
     MAX_RETRY_AFTER,

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from multidict import CIMultiDictProxy
 
-from gateway.emulators.okta import (
+from emulators.okta import (
     DEFAULT_API_TOKEN,
     OktaOrg,
     RunningOktaEmulator,

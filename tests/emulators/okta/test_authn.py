@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from gateway.emulators.okta import OktaOrg, RunningOktaEmulator, SeedUser, Status
-from gateway.emulators.okta.authn import directory_of
+from emulators.okta import OktaOrg, RunningOktaEmulator, SeedUser, Status
+from emulators.okta.authn import directory_of
 from tests.conftest import SecretScan
 from tests.emulators.okta.conftest import Answer, FakeClock, OktaApi, assert_okta_error, profile_of
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from yarl import URL
 
-from gateway.emulators.okta import Credential, OktaEmulator, OktaOrg, RunningOktaEmulator
-from gateway.emulators.okta.models import iso
+from emulators.okta import Credential, OktaEmulator, OktaOrg, RunningOktaEmulator
+from emulators.okta.models import iso
 from tests.emulators.okta.conftest import FakeClock, OktaApi, assert_okta_error, profile_of
 
 SECRET = "Basic ZXZlbnRzOnNlY3JldA=="

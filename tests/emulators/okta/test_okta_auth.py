@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from gateway.emulators.okta import (
+from emulators.okta import (
     DEFAULT_API_TOKEN,
     OktaOrg,
     RunningOktaEmulator,

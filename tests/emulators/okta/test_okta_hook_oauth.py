@@ -23,7 +23,7 @@ import jwt
 import pytest
 from aiohttp import web
 
-from gateway.emulators.okta import (
+from emulators.okta import (
     DEFAULT_HOOK_AUDIENCE,
     DEFAULT_HOOK_AUTH_SERVER,
     DEFAULT_HOOK_AUTH_SERVER_ID,

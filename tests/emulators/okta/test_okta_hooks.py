@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.okta import RunningOktaEmulator
 from tests.emulators.okta.conftest import OktaApi, assert_okta_error
 
 SECRET = "Basic ZXZlbnRzOnNlY3JldA=="

@@ -8,7 +8,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 import pytest
 
-from gateway.emulators.okta import RunningOktaEmulator
+from emulators.okta import RunningOktaEmulator
 from tests.emulators.okta.conftest import Answer, FakeClock, OktaApi, assert_okta_error
 
 

@@ -1,4 +1,4 @@
-"""The org file (STAGED users as Office 365 leaves them, groups, tokens) and `gateway emulate-okta`."""
+"""The org file (STAGED users as Office 365 leaves them, groups, tokens) and `python -m emulators.okta`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.emulators.okta import OktaEmulator, OktaOrg, OrgFileError, load_org
+from emulators.okta import OktaEmulator, OktaOrg, OrgFileError, load_org
 
 REPO = Path(__file__).resolve().parents[3]
 ORG_FILE = """
@@ -123,11 +123,11 @@ def test_bad_org_files_are_explained_without_echoing_them(
     assert "00secret-token" not in str(caught.value)
 
 
-async def test_gateway_emulate_okta_serves_the_org_file(tmp_path: Path) -> None:
+async def test_python_m_emulators_okta_serves_the_org_file(tmp_path: Path) -> None:
     path = tmp_path / "org.yaml"
     path.write_text(ORG_FILE, encoding="utf-8")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "emulate-okta", "--port", "0", "--users", str(path),
+        sys.executable, "-m", "emulators.okta", "--port", "0", "--users", str(path),
         cwd=REPO, env=dict(os.environ), stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
@@ -150,11 +150,11 @@ async def test_gateway_emulate_okta_serves_the_org_file(tmp_path: Path) -> None:
         assert await asyncio.wait_for(process.wait(), 30) == 0
 
 
-async def test_gateway_emulate_okta_refuses_a_bad_org_file(tmp_path: Path) -> None:
+async def test_python_m_emulators_okta_refuses_a_bad_org_file(tmp_path: Path) -> None:
     path = tmp_path / "org.yaml"
     path.write_text("colour: blue", encoding="utf-8")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", "emulate-okta", "--port", "0", "--users", str(path),
+        sys.executable, "-m", "emulators.okta", "--port", "0", "--users", str(path),
         cwd=REPO, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     _, stderr = await asyncio.wait_for(process.communicate(), 30)

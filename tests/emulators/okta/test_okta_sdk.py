@@ -19,7 +19,7 @@ from okta.models import (
 )
 from okta.pagination import paginate_all
 
-from gateway.emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator
+from emulators.okta import DEFAULT_API_TOKEN, RunningOktaEmulator
 from gateway.logs import LIBRARY_LOGGERS
 from tests.emulators.okta.conftest import DUPLICATE_LOGIN
 

@@ -6,7 +6,7 @@ import re
 
 from multidict import CIMultiDictProxy
 
-from gateway.emulators.okta import (
+from emulators.okta import (
     Credential,
     OktaOrg,
     RunningOktaEmulator,

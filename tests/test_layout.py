@@ -1,0 +1,48 @@
+"""The product (gateway/, plugins/) never imports the emulators, which are not in its wheel."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PRODUCT = ("gateway", "plugins")
+FORBIDDEN = "emulators"
+
+
+def _imported_modules(tree: ast.AST) -> list[tuple[int, str]]:
+    """Every module an `import` or `from ... import` names, absolute, with its line."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module))
+    return found
+
+
+def _emulator_imports(root: Path) -> list[str]:
+    """`path:line module` for each import of the emulators package under `root`."""
+    hits = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, module in _imported_modules(tree):
+            if module == FORBIDDEN or module.startswith(FORBIDDEN + "."):
+                hits.append(f"{path.relative_to(root.parent)}:{line} {module}")
+    return hits
+
+
+def test_product_code_never_imports_the_emulators() -> None:
+    hits = [hit for package in PRODUCT for hit in _emulator_imports(REPO / package)]
+    assert hits == []
+
+
+def test_the_scan_finds_an_emulator_import(tmp_path: Path) -> None:
+    # The guard above passes on an empty list, so it must be shown to see the forms that count.
+    (tmp_path / "lazy.py").write_text(
+        "def f():\n    from emulators.okta import serve\n", encoding="utf-8"
+    )
+    (tmp_path / "plain.py").write_text("import emulators.entra as e\n", encoding="utf-8")
+    (tmp_path / "ok.py").write_text("from plugins import emulators_helper\n", encoding="utf-8")
+    found = [hit.split()[-1] for hit in _emulator_imports(tmp_path)]
+    assert found == ["emulators.okta", "emulators.entra"]
