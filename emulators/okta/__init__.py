@@ -19,7 +19,9 @@ One module per endpoint family:
   credentials tokens as RS256 JWTs) for OAuth 2.0 inline hook channels;
 * ``gate``: per-bucket rate limits (``X-Rate-Limit-*``, 429 E0000047), concurrency limit, faults;
 * ``control`` / ``signin``: ``/_emulator/`` stats, reset, fault, limits, simulated sign-in;
-* ``state`` / ``models`` / ``directory`` / ``search`` / ``errors``: the org, its rules and shapes;
+* ``state``: ``OktaEmulator``, the org, with its rules by family in ``org_users``, ``org_groups``,
+  ``org_lifecycle``, ``org_events`` and ``org_traffic``; ``tokens``: its tokens and signing keys;
+* ``models`` / ``directory`` / ``search`` / ``errors``: records, the org file, search, errors;
 * ``app``: ``create_app``, ``start_okta_emulator``, ``serve`` (``python -m emulators.okta``).
 
 Error objects, statuses and JSON shapes follow Okta's management OpenAPI spec (2026.06.3) and

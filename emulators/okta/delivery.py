@@ -32,16 +32,14 @@ import contextvars
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 import aiohttp
 
 from emulators.okta.models import iso
 from emulators.okta.system_log import CATALOGUE
-
-if TYPE_CHECKING:
-    from emulators.okta.state import OktaEmulator
 
 __all__ = [
     "DEFAULT_BATCH_DELAY",
@@ -142,10 +140,27 @@ def deliverable(hook: dict[str, Any]) -> bool:
     return bool(hook["status"] == "ACTIVE" and hook["verificationStatus"] == "VERIFIED")
 
 
+class DeliveryHost(Protocol):
+    """What delivery needs of the org (``OktaEmulator``), so this module does not import it."""
+
+    clock: Callable[[], float]
+    org_url: str
+    hook_timeout: float
+    event_hooks: dict[str, dict[str, Any]]
+
+    def new_uuid(self) -> str:
+        """A uuid for a delivery's ``eventId``."""
+        ...
+
+    def log_delivery_failure(self, hook: dict[str, Any], error: str) -> None:
+        """Record a failed delivery in the System Log."""
+        ...
+
+
 class EventDelivery:
     """The queues, workers, drop plan and delivery log of one emulated org."""
 
-    def __init__(self, emulator: OktaEmulator) -> None:
+    def __init__(self, emulator: DeliveryHost) -> None:
         self.emulator = emulator
         self.max_batch_size = DEFAULT_MAX_BATCH_SIZE
         self.batch_delay = DEFAULT_BATCH_DELAY

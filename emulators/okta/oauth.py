@@ -24,7 +24,8 @@ import jwt
 from aiohttp import web
 
 from emulators.okta import errors
-from emulators.okta.state import EMULATOR_KEY, AccessToken, OktaEmulator
+from emulators.okta.state import EMULATOR_KEY, OktaEmulator
+from emulators.okta.tokens import TOKEN_LIFETIME, AccessToken
 
 __all__ = [
     "SCOPES_KEY",
@@ -36,7 +37,6 @@ __all__ = [
 ]
 
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-TOKEN_LIFETIME: Final = 3600
 MAX_ASSERTION_LIFETIME: Final = 3600
 CLOCK_SKEW: Final = 60
 _ALGORITHMS: Final = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})

@@ -49,7 +49,8 @@ from aiohttp import web
 from emulators.okta.hashes import hash_matches
 from emulators.okta.inline_hooks import PASSWORD_IMPORT
 from emulators.okta.models import Credential, Status, iso, new_id
-from emulators.okta.state import EMULATOR_KEY, HookToken, OktaEmulator
+from emulators.okta.state import EMULATOR_KEY, OktaEmulator
+from emulators.okta.tokens import HookToken
 from emulators.okta.wire import base_url
 
 __all__ = ["handle_sign_in"]
