@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m emulators.okta", description="Run the Okta Management API emulator."
     )
-    parser.add_argument("--users", default=None, help="org file (YAML): users, groups, tokens")
+    parser.add_argument("--users", default=None, help="org file (YAML): users, groups, API tokens")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8500)
     parser.add_argument("--seed", type=int, default=None, help="reproducible event uuids")
