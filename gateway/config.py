@@ -29,7 +29,7 @@ from gateway.auth import HookAuthConfig
 from gateway.hook_oauth import OktaHookAuthConfig
 from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
 from plugins.base import SourceConfig, SourceUse, is_loopback_http
-from plugins.registry import UnknownSourceType, available_types, source_class
+from plugins.registry import MissingExtra, UnknownSourceType, available_types, source_class
 
 # Keys ending like this hold secrets and may instead be given as `<key>_file: /run/secrets/...`.
 SECRET_KEY_SUFFIXES = ("secret", "secrets", "password", "token")
@@ -710,6 +710,9 @@ def _validate_sources(
             problems.append(
                 (f"sources[{i}].type", f"unknown source type {type_name!r} (known: {known})")
             )
+            continue
+        except MissingExtra as err:
+            problems.append((f"sources[{i}].type", str(err)))
             continue
         try:
             use = SourceUse(verifies=raw.get("name") in verifying)
