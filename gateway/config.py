@@ -612,7 +612,8 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
     if top is not None and top.server.metrics_port is not None:
         problems.extend(_metrics_port_problems(top.server, top.admin))
     if top is not None:
-        types = {s.name: s.type for s in sources}
+        # Sources reported above (a bad key, a missing extra) still exist for the cross-checks.
+        types = {**_declared_types(raw.get("sources")), **{s.name: s.type for s in sources}}
         problems.extend(migration_problems(top.migration, types, top.okta.api))
         if top.migration.prepare_on or top.migration.sync_on_activate:
             # The event hook's follow-up actions (prepare, sync on activate) call Okta's API.
@@ -675,6 +676,16 @@ def _cross_reference_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+def _declared_types(raw_sources: Any) -> dict[str, str]:
+    """Name -> type of every source entry that gives both as strings, valid or not."""
+    return {
+        raw["name"]: raw["type"]
+        for raw in _list(raw_sources)
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str)
+        and isinstance(raw.get("type"), str)
+    }  # fmt: skip
 
 
 def _verifying_sources(raw: dict[str, Any]) -> set[str]:

@@ -129,6 +129,17 @@ def test_hashed_export_source_without_one_hash_library_names_the_hashes_extra(
     ]
 
 
+def test_source_without_its_extra_is_not_reported_again_as_unknown_by_migration(
+    uninstall: Uninstall, tmp_path: Path
+) -> None:
+    uninstall("passlib")
+    text = config_text([hashed_export_source(tmp_path)], migration={"sources": {"files": {}}})
+    assert problems(text) == [
+        "sources[0].type: hashed_export needs the hashes extra: "
+        "pip install 'okta-password-gateway[hashes]'"
+    ]
+
+
 def test_postgresql_ledger_without_the_postgres_extra_names_pip(uninstall: Uninstall) -> None:
     uninstall("asyncpg")
     text = config_text(
