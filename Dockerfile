@@ -9,7 +9,8 @@ COPY plugins ./plugins
 # python-ldap (ldap sources) builds against libldap; it ships no wheels.
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev libldap-dev libsasl2-dev \
   && rm -rf /var/lib/apt/lists/*
-RUN pip install --no-cache-dir --prefix=/install .
+# Every extra: the image serves whatever source types the mounted config names.
+RUN pip install --no-cache-dir --prefix=/install '.[all]'
 
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

@@ -29,7 +29,7 @@ from gateway.auth import HookAuthConfig
 from gateway.hook_oauth import OktaHookAuthConfig
 from gateway.migrate.settings import MigrationConfig, OktaApiConfig, migration_problems
 from plugins.base import SourceConfig, SourceUse, is_loopback_http
-from plugins.registry import UnknownSourceType, available_types, source_class
+from plugins.registry import MissingExtra, UnknownSourceType, available_types, source_class
 
 # Keys ending like this hold secrets and may instead be given as `<key>_file: /run/secrets/...`.
 SECRET_KEY_SUFFIXES = ("secret", "secrets", "password", "token")
@@ -612,7 +612,8 @@ def _validate(raw: dict[str, Any], problems: list[tuple[str, str]], digest: str)
     if top is not None and top.server.metrics_port is not None:
         problems.extend(_metrics_port_problems(top.server, top.admin))
     if top is not None:
-        types = {s.name: s.type for s in sources}
+        # Sources reported above (a bad key, a missing extra) still exist for the cross-checks.
+        types = {**_declared_types(raw.get("sources")), **{s.name: s.type for s in sources}}
         problems.extend(migration_problems(top.migration, types, top.okta.api))
         if top.migration.prepare_on or top.migration.sync_on_activate:
             # The event hook's follow-up actions (prepare, sync on activate) call Okta's API.
@@ -677,6 +678,16 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _declared_types(raw_sources: Any) -> dict[str, str]:
+    """Name -> type of every source entry that gives both as strings, valid or not."""
+    return {
+        raw["name"]: raw["type"]
+        for raw in _list(raw_sources)
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str)
+        and isinstance(raw.get("type"), str)
+    }  # fmt: skip
+
+
 def _verifying_sources(raw: dict[str, Any]) -> set[str]:
     """Names of the sources some route sends sign-ins to, as its source or its shadow."""
     names: set[str] = set()
@@ -710,6 +721,9 @@ def _validate_sources(
             problems.append(
                 (f"sources[{i}].type", f"unknown source type {type_name!r} (known: {known})")
             )
+            continue
+        except MissingExtra as err:
+            problems.append((f"sources[{i}].type", str(err)))
             continue
         try:
             use = SourceUse(verifies=raw.get("name") in verifying)

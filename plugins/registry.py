@@ -6,6 +6,7 @@ import importlib
 from importlib.metadata import entry_points
 
 from plugins.base import Source
+from plugins.extras import missing_extra
 
 ENTRY_POINT_GROUP = "gateway.plugins"
 
@@ -17,10 +18,17 @@ BUILTIN_TYPES: dict[str, str] = {
     "oauth2_password": "plugins.oauth2_password:OAuth2PasswordSource",
     "hashed_export": "plugins.hashed_export:HashedExportSource",
 }
+# Built-in types whose libraries come with an optional extra (pyproject.toml), checked before the
+# module is imported so a missing extra is a config problem, not an ImportError.
+BUILTIN_EXTRAS: dict[str, str] = {"ldap": "ldap", "hashed_export": "hashes"}
 
 
 class UnknownSourceType(LookupError):
     """No built-in type and no installed plugin has this name."""
+
+
+class MissingExtra(LookupError):
+    """A built-in type whose optional extra is not installed; the message names the pip line."""
 
 
 def available_types() -> list[str]:
@@ -30,8 +38,12 @@ def available_types() -> list[str]:
 
 
 def source_class(type_name: str) -> type[Source]:
-    """Import and return the class for a source type."""
+    """Import and return the class for a source type; `MissingExtra` when its extra is absent."""
     target = BUILTIN_TYPES.get(type_name)
+    extra = BUILTIN_EXTRAS.get(type_name)
+    problem = None if extra is None else missing_extra(extra, type_name)
+    if problem is not None:
+        raise MissingExtra(problem)
     if target is None:
         matches = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == type_name]
         if not matches:

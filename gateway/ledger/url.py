@@ -14,6 +14,8 @@ from pathlib import Path
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from plugins.extras import missing_extra
+
 LEDGER_FILE = "ledger.db"
 
 # Every spelling of the two supported databases, mapped to the async driver the ledger runs on.
@@ -86,6 +88,21 @@ def async_ledger_url(url: str | URL) -> URL:
         sslmode = parsed.query["sslmode"]
         parsed = parsed.difference_update_query(["sslmode"]).update_query_dict({"ssl": sslmode})
     return parsed
+
+
+def ledger_extra_problem(url: str) -> str | None:
+    """The sentence naming the pip line when the URL's driver is an extra that is not installed.
+
+    A URL that does not parse is left to `async_ledger_url`, which explains it when the ledger
+    is opened.
+    """
+    try:
+        driver = async_ledger_url(url).drivername
+    except LedgerUrlError:
+        return None
+    if driver == "postgresql+asyncpg":
+        return missing_extra("postgres", "a PostgreSQL ledger")
+    return None
 
 
 def display_url(url: URL) -> str:

@@ -18,8 +18,8 @@ from gateway.migrate.mapping import graph_attributes
 from gateway.okta_api import OAuthServiceApp, OktaApiClient, SswsToken
 from gateway.okta_api.operations import RequestObserver, RequestTally
 from plugins.azure_ad import AzureAdSource
+from plugins.base import SourceConfig
 from plugins.entra_directory import DirectoryListError, iter_users
-from plugins.hashed_export import HashedExportConfig, export_rows, okta_password_hash
 from plugins.registry import source_class
 
 
@@ -27,7 +27,7 @@ async def run_import(config: GatewayConfig, args: argparse.Namespace) -> int:
     """Import one source's users (the body of `gateway migrate import`)."""
     settings = config.migration.sources[args.source]
     (source_config,) = [s for s in config.sources if s.name == args.source]
-    if isinstance(source_config, HashedExportConfig):
+    if source_config.type == "hashed_export":
         return await _import_file(config, args, source_config)
     async with contextlib.AsyncExitStack() as stack:
         source = await stack.enter_async_context(_started_source(config, args.source))
@@ -59,9 +59,13 @@ async def run_import(config: GatewayConfig, args: argparse.Namespace) -> int:
 
 
 async def _import_file(
-    config: GatewayConfig, args: argparse.Namespace, source_config: HashedExportConfig
+    config: GatewayConfig, args: argparse.Namespace, source_config: SourceConfig
 ) -> int:
     """Import a `hashed_export` file: hashes Okta can check go as they are, the rest hooked."""
+    # The hashes extra: imported only for such a source (the config check found it installed).
+    from plugins.hashed_export import HashedExportConfig, export_rows, okta_password_hash
+
+    assert isinstance(source_config, HashedExportConfig)
     export = source_config.export
     given = config.migration.sources[args.source]
     # Columns the config names must exist (a typo would import empty attributes); the defaults

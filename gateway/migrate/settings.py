@@ -206,6 +206,12 @@ def migration_problems(
         )
     if api is not None and (api.token is None) == (api.oauth is None):
         problems.append(("okta.api", "give exactly one of token or oauth"))
+    if migration.ledger is not None:
+        from gateway.ledger.url import ledger_extra_problem  # SQLAlchemy: only with a ledger set
+
+        extra = ledger_extra_problem(migration.ledger)
+        if extra is not None:
+            problems.append(("migration.ledger", extra))
     return problems
 
 
