@@ -83,7 +83,7 @@ class CostLimits:
     """The most one stored hash may cost the gateway to check; each field is a `max_cost` key.
 
     The defaults keep one check under the hook's 2.5 s budget on one ordinary core (one check
-    at each default maximum: bench/hashes.py `--maxima`); a row above them is refused when the
+    at each default maximum: `python -m bench.hash_maxima`); a row above them is refused when the
     file is read, so a forgotten row of an old system cannot hold a worker for minutes or days.
     """
 

@@ -834,14 +834,14 @@ class Ledger:
         # One statement executed over many rows: SQLAlchemy batches it into multi-row INSERTs
         # ("insertmanyvalues") with a cached compilation, where `.values(list)` compiled a new
         # statement per chunk, which was most of a big delivery's time.
-        statement = (
-            self._insert(events)
-            .on_conflict_do_nothing(index_elements=[events.c.uuid])
-            .returning(events.c.uuid)
-        )
         if self.dialect == "sqlite":
             inserted = await _insert_events_sqlite(connection, values)
         else:
+            statement = (
+                self._insert(events)
+                .on_conflict_do_nothing(index_elements=[events.c.uuid])
+                .returning(events.c.uuid)
+            )
             inserted = set((await connection.execute(statement, values)).scalars())
         answers = []
         for item in batch:
