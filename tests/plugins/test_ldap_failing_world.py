@@ -227,6 +227,21 @@ async def test_uid_and_mail_of_one_entry_share_one_budget(
     assert (status, credential(body)) == (200, "VERIFIED")
 
 
+async def test_concurrent_wrong_passwords_through_two_names_of_one_entry_bind_five_times(
+    counted_slapd: Slapd, aiohttp_client: Any
+) -> None:
+    # Each name has a budget of 5 of its own (10 in all); the account's budget is 5, whatever
+    # the interleaving of 20 sign-ins at once.
+    source = source_dict(counted_slapd, counted_slapd.ldaps_url, pool_size=8)
+    client = await aiohttp_client(create_app(parse_config(gateway_yaml(source), {})))
+    names = ["jdoe", "jdoe@example.test"] * 10
+    answers = await asyncio.gather(
+        *(post_hook(client, name, f"Wrong#Ldap-{i:04}") for i, name in enumerate(names))
+    )
+    assert {(status, credential(body)) for status, body in answers} == {(200, "UNVERIFIED")}
+    assert counted_slapd.binds("jdoe") == 5
+
+
 def test_object_guid_is_read_in_its_canonical_little_endian_form() -> None:
     raw = bytes.fromhex("33221100554477668899aabbccddeeff")
     assert account_identity("CN=x,DC=corp", {"objectGUID": [raw]}) == (
