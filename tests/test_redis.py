@@ -343,6 +343,29 @@ async def test_a_redis_restarted_empty_lets_no_wrong_password_past_the_username_
         server.stop()
 
 
+async def test_concurrent_wrong_passwords_right_after_an_empty_restart_reach_nothing(
+    make_gateway: GatewayFactory, entra: RunningEmulator
+) -> None:
+    # The epoch is found gone by many admits at once on both replicas: each replica rebuilds
+    # once, and no admit slips in before its replica's reservations are back.
+    server = RedisServer()
+    server.start()
+    try:
+        replicas = await _replicas(make_gateway, server)
+        assert sum(await _wrong_passwords(entra, replicas, 5, 0)) == 5
+        server.stop()
+        server.start()  # same port, empty, and no call saw the outage
+        before = entra.emulator.token_requests_by_user[ALICE]
+        answers = await asyncio.gather(
+            *(post_hook(replicas[i % 2], ALICE, f"Wrong#Pass-{100 + i}") for i in range(20))
+        )
+        assert {credential(body) for _, body in answers} == {"UNVERIFIED"}
+        assert entra.emulator.token_requests_by_user[ALICE] - before == 0
+        assert _failure_sets(server) == [5]
+    finally:
+        server.stop()
+
+
 async def test_an_outage_gives_each_replica_a_share_of_what_redis_had_left(
     make_gateway: GatewayFactory, entra: RunningEmulator
 ) -> None:
